@@ -1,0 +1,52 @@
+"""Backends: one module per runtime, found through one registry.
+
+Built-in backends and third-party plugins (entry point group
+``mlperf_edge.backends``, value ``module:Class``) are listed the same way; the
+module is imported only when the backend is created.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+from backends.base import Backend, BackendOptions, ModelInfo, TensorSpec
+
+ENTRY_POINT_GROUP = "mlperf_edge.backends"
+
+BUILTIN = {
+    "null": "backends.null:NullBackend",
+    "litert": "backends.litert:LiteRTBackend",
+    "onnxruntime": "backends.onnxrt:OnnxRuntimeBackend",
+    "openvino": "backends.openvino:OpenVINOBackend",
+    "edgetpu": "backends.edgetpu:EdgeTPUBackend",
+    "tensorrt": "backends.tensorrt:TensorRTBackend",
+    "tensorflow": "backends.tensorflow:TensorFlowBackend",
+}
+
+__all__ = ["Backend", "BackendOptions", "ModelInfo", "TensorSpec", "available", "create"]
+
+
+def available() -> dict[str, str]:
+    """Backend name -> ``module:Class``, built-ins first, then plugins."""
+    found = dict(BUILTIN)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return {name: target for name, target in found.items() if _module_exists(target)}
+
+
+def _module_exists(target: str) -> bool:
+    module = target.split(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
+def create(name: str, options: BackendOptions | None = None) -> Backend:
+    """Instantiate backend ``name``; raises ConfigError for an unknown name."""
+    from sut.errors import ConfigError
+
+    targets = available()
+    if name not in targets:
+        raise ConfigError(f"unknown backend '{name}'; choose one of: {', '.join(sorted(targets))}")
+    module_name, class_name = targets[name].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(options)

@@ -1,0 +1,217 @@
+"""The interface every backend implements.
+
+A backend owns one runtime. The harness talks to it only through this class:
+``load`` returns a :class:`ModelInfo` that says everything the harness needs
+to know about the model (inputs, outputs, accepted batch sizes, how many
+predictions may run at once), ``predict`` runs a batch, ``close`` frees it.
+The harness never asks which backend it is.
+
+Runtimes are imported inside ``load`` (or helpers it calls), never at module
+import time, so ``import backends`` works with only NumPy installed.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("NHWC", "NCHW")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output, described per sample (no batch dimension).
+
+    ``scale``/``zero_point`` are the tensor's affine quantisation
+    (``real = scale * (q - zero_point)``); both ``None`` for float tensors.
+    ``layout`` is ``"NHWC"``/``"NCHW"`` for images, ``None`` otherwise.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    layout: str | None = None
+    scale: float | None = None
+    zero_point: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype.name,
+            "layout": self.layout,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model accepts and produces.
+
+    ``batch_sizes`` lists the batch sizes ``predict`` accepts; ``None`` means
+    any size from 1 to ``max_batch_size``. ``instances`` is how many
+    ``predict`` calls may run concurrently (each with its own ``instance``
+    number); the harness runs one worker thread per instance.
+    """
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int = 1
+    batch_sizes: tuple[int, ...] | None = None
+    instances: int = 1
+
+    @property
+    def input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    @property
+    def output(self) -> TensorSpec:
+        return self.outputs[0]
+
+    def accepts_batch(self, n: int) -> bool:
+        if self.batch_sizes is not None:
+            return n in self.batch_sizes
+        return 1 <= n <= self.max_batch_size
+
+    def split_batch(self, n: int) -> list[int]:
+        """Split ``n`` samples into batch sizes this model accepts, largest first."""
+        sizes = sorted(self.batch_sizes or range(1, self.max_batch_size + 1), reverse=True)
+        if 1 not in sizes:
+            sizes.append(1)  # every backend must accept a single sample
+        out = []
+        for size in sizes:
+            while n >= size:
+                out.append(size)
+                n -= size
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.describe() for t in self.inputs],
+            "outputs": [t.describe() for t in self.outputs],
+            "max_batch_size": self.max_batch_size,
+            "batch_sizes": list(self.batch_sizes) if self.batch_sizes else None,
+            "instances": self.instances,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendOptions:
+    """Options common to all backends, plus ``extra`` for backend-specific ones.
+
+    ``threads``: runtime threads per instance (0 = runtime default).
+    ``instances``: model instances for concurrent prediction (0 = backend's choice).
+    ``max_batch_size``: largest batch the harness will ask for.
+    ``device``: backend-specific device string (``"usb:0"``, ``"CPU"``, ...).
+    ``precision``: ``"fp32"``, ``"fp16"``, ``"int8"`` or ``None`` (model's own).
+    """
+
+    threads: int = 0
+    instances: int = 0
+    max_batch_size: int = 1
+    device: str | None = None
+    precision: str | None = None
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Base class: subclasses fill in the ``*_impl`` hooks."""
+
+    #: name used on the command line and in profiles
+    name: str = ""
+    #: pip extra that installs the runtime, used in "not installed" errors
+    extra_name: str | None = None
+
+    def __init__(self, options: BackendOptions | None = None):
+        self.options = options or BackendOptions()
+        self.info: ModelInfo | None = None
+
+    # --- public API -------------------------------------------------------
+    def load(self, model_path: str | None) -> ModelInfo:
+        """Load the model; raises ModelError / BackendUnavailable."""
+        log.info("%s: loading %s", self.name, model_path)
+        self.info = self.load_impl(model_path)
+        log.info("%s: %s", self.name, self.info.describe())
+        return self.info
+
+    def predict(self, batch: np.ndarray, instance: int = 0) -> np.ndarray:
+        """Run one batch (first dimension = samples) and return the first output.
+
+        ``batch`` already has the model's dtype and layout. Must be safe to call
+        concurrently for distinct ``instance`` values below ``info.instances``.
+        """
+        return self.predict_impl(batch, instance)
+
+    def close(self) -> None:
+        self.close_impl()
+
+    def version(self) -> str:
+        """Runtime name and version, e.g. ``"onnxruntime 1.20.1"``."""
+        return self.name
+
+    def describe(self) -> dict[str, Any]:
+        """What to record with the results to reproduce the run."""
+        return {"backend": self.name, "runtime": self.version()}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- hooks ------------------------------------------------------------
+    @abc.abstractmethod
+    def load_impl(self, model_path: str | None) -> ModelInfo: ...
+
+    @abc.abstractmethod
+    def predict_impl(self, batch: np.ndarray, instance: int) -> np.ndarray: ...
+
+    def close_impl(self) -> None:
+        pass
+
+
+def require_module(module: str, backend: str, extra: str | None):
+    """Import a runtime module, or raise BackendUnavailable saying what to install."""
+    import importlib
+
+    from sut.errors import BackendUnavailable
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = f"pip install -e '.[{extra}]'" if extra else f"install the '{module}' package"
+        raise BackendUnavailable(
+            f"backend '{backend}' needs the Python module '{module}', which is not installed "
+            f"({exc}); {hint}"
+        ) from exc
+
+
+def check_model_file(path: str | None, suffixes: tuple[str, ...], backend: str):
+    """Raise ModelError unless ``path`` is an existing file with one of ``suffixes``."""
+    import os
+
+    from sut.errors import ModelError
+
+    if not path:
+        raise ModelError(f"backend '{backend}' needs a model: pass --model PATH")
+    if not os.path.exists(path):
+        raise ModelError(f"model file not found: {path}")
+    if suffixes and not path.lower().endswith(suffixes):
+        raise ModelError(
+            f"backend '{backend}' cannot read {path}: expected a file ending in {', '.join(suffixes)}"
+        )

@@ -1,0 +1,155 @@
+"""Profiles: named, ready configurations stored as TOML files in this folder.
+
+Configuration is plain data merged in three layers, each validated:
+``Config`` defaults -> the profile file -> command-line options. Unknown keys
+are rejected with the list of accepted ones. The resolved configuration is
+printed and saved with the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from sut.errors import ConfigError
+
+PROFILE_DIR = Path(__file__).resolve().parent
+SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
+MODES = ("performance", "accuracy", "both")
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything one run needs. Field comments are shown by ``run.py --list-profiles -v``."""
+
+    profile: str = ""
+    description: str = ""
+    # what runs
+    backend: str = "null"
+    model: str | None = None
+    model_name: str = "model"          # directory name in the results tree
+    mlperf_model: str = "resnet50"     # model name for mlperf.conf / user.conf keys
+    dataset: str = "imagenet"
+    dataset_path: str | None = None
+    dataset_options: dict = dataclasses.field(default_factory=dict)
+    count: int | None = None           # use the first N samples
+    # how LoadGen drives it
+    scenario: str = "SingleStream"
+    mode: str = "performance"          # performance | accuracy | both
+    samples_per_query: int | None = None  # MultiStream; LoadGen default 8
+    user_conf: str | None = None
+    min_duration_ms: int | None = None
+    min_query_count: int | None = None
+    max_query_count: int | None = None
+    performance_sample_count: int | None = None
+    target_qps: float | None = None    # Offline expected / Server target QPS
+    target_latency_ms: float | None = None  # SingleStream/MultiStream expected, Server bound
+    quick: bool = False                # short (VALID) runs to try things; not for submission
+    # backend
+    threads: int = 0
+    instances: int = 0
+    max_batch_size: int = 1
+    device: str | None = None
+    precision: str | None = None
+    backend_options: dict = dataclasses.field(default_factory=dict)
+    # harness
+    output: str = "results"
+    system: str = ""                   # system id in the results tree (default: detected)
+    cache_dir: str | None = None       # preprocessing cache (default ~/.cache/mlperf-edge)
+    preprocess_workers: int = 0        # 0 = one per core
+    sample_timeout_s: float = 60.0     # a sample unanswered this long fails the run
+    server_batch_timeout_ms: float = 2.0
+    trace: bool = False                # LoadGen trace log (slow, large)
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def available() -> dict[str, str]:
+    """Profile name -> description."""
+    return {p.stem: _read(p).get("description", "") for p in sorted(PROFILE_DIR.glob("*.toml"))}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read profile {path}: {exc}") from exc
+
+
+def load_profile(name_or_path: str) -> dict[str, Any]:
+    """A profile's raw values, by name (``mobilenet_tflite``) or path to a .toml file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+    if not path.exists():
+        raise ConfigError(
+            f"unknown profile '{name_or_path}'; choose one of: {', '.join(available())} or give a .toml file"
+        )
+    values = _read(path)
+    values.setdefault("profile", path.stem)
+    return values
+
+
+def merge(base: Config, values: Mapping[str, Any], source: str) -> Config:
+    """Return ``base`` updated with ``values``; unknown keys or bad types raise ConfigError."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}; "
+            f"accepted keys: {', '.join(FIELDS)}"
+        )
+    updates = {k: _coerce(k, v, source) for k, v in values.items()}
+    merged = dataclasses.replace(base, **updates)
+    validate(merged)
+    return merged
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    if value is None:
+        return None
+    default = FIELDS[key].default
+    if FIELDS[key].default_factory is not dataclasses.MISSING:  # dict fields
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' in {source} must be a table/dict, got {value!r}")
+        return dict(value)
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    annotation = str(FIELDS[key].type)
+    want = type(default) if default is not None else (int if "int" in annotation else
+                                                      float if "float" in annotation else str)
+    if want is bool and not isinstance(value, bool) or not isinstance(value, kinds[want]) or (
+            want is not bool and isinstance(value, bool)):
+        raise ConfigError(f"'{key}' in {source} must be {want.__name__}, got {value!r}")
+    return want(value)
+
+
+def validate(cfg: Config) -> None:
+    if cfg.scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario '{cfg.scenario}'; choose one of: {', '.join(SCENARIOS)}")
+    if cfg.mode not in MODES:
+        raise ConfigError(f"unknown mode '{cfg.mode}'; choose one of: {', '.join(MODES)}")
+    for key in ("count", "samples_per_query", "max_batch_size", "performance_sample_count"):
+        value = getattr(cfg, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"'{key}' must be at least 1, got {value}")
+    for key in ("threads", "instances", "preprocess_workers"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"'{key}' must be 0 (automatic) or more, got {getattr(cfg, key)}")
+    if cfg.sample_timeout_s <= 0:
+        raise ConfigError(f"'sample_timeout_s' must be positive, got {cfg.sample_timeout_s}")
+
+
+def resolve(profile: str | None, overrides: Mapping[str, Any]) -> Config:
+    """Defaults -> profile -> overrides (``None`` values in overrides are ignored)."""
+    cfg = Config()
+    if profile:
+        cfg = merge(cfg, load_profile(profile), f"profile '{profile}'")
+    cli = {k: v for k, v in overrides.items() if v is not None}
+    return merge(cfg, cli, "the command line")

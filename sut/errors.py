@@ -1,0 +1,51 @@
+"""One exception type per kind of user mistake or runtime failure.
+
+Every error the harness raises on purpose derives from :class:`HarnessError`;
+the CLI prints ``error: <message>`` on one line and exits with the error's
+``exit_code``. Messages name the offending value and what would be accepted.
+
+This module imports nothing heavy so that backends and datasets can use it
+without pulling in LoadGen.
+"""
+
+
+class HarnessError(Exception):
+    """Base class: an error the CLI reports in one line."""
+
+    exit_code = 1
+
+
+class ConfigError(HarnessError):
+    """A bad option: unknown profile, unknown key, value of the wrong type."""
+
+    exit_code = 2
+
+
+class ModelError(HarnessError):
+    """The model file is missing, unreadable, or does not fit the dataset."""
+
+    exit_code = 3
+
+
+class DatasetError(HarnessError):
+    """The dataset is missing, incomplete, or holds a file we cannot read."""
+
+    exit_code = 4
+
+
+class BackendUnavailable(HarnessError):
+    """The runtime or device the backend needs is not installed or not present."""
+
+    exit_code = 5
+
+
+class BackendFailure(HarnessError):
+    """The backend raised or stopped answering while a test was running."""
+
+    exit_code = 6
+
+
+class ResultsError(HarnessError):
+    """The output directory cannot be written without losing earlier results."""
+
+    exit_code = 7
