@@ -45,8 +45,13 @@ def create(name: str, options: BackendOptions | None = None) -> Backend:
     from sut.errors import ConfigError
 
     targets = available()
+    if ":" in name and name not in targets:  # a plugin given as module:Class
+        targets[name] = name
     if name not in targets:
         raise ConfigError(f"unknown backend '{name}'; choose one of: {', '.join(sorted(targets))}")
     module_name, class_name = targets[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load backend '{name}' from {targets[name]}: {exc}") from exc
     return cls(options)

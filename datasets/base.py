@@ -84,6 +84,10 @@ class Dataset(abc.ABC):
             self.sources = self.sources[: self.count]
             self.labels = self.labels[: self.count]
 
+    def default_model(self, cache_root) -> str | None:
+        """A model that goes with this dataset when the user names none (demo)."""
+        return None
+
     # --- model fit ----------------------------------------------------------
     @abc.abstractmethod
     def check_model(self, info: ModelInfo) -> None:

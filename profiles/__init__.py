@@ -107,6 +107,9 @@ def merge(base: Config, values: Mapping[str, Any], source: str) -> Config:
             f"accepted keys: {', '.join(FIELDS)}"
         )
     updates = {k: _coerce(k, v, source) for k, v in values.items()}
+    for key, value in updates.items():  # tables merge key by key across layers
+        if isinstance(value, dict):
+            updates[key] = {**getattr(base, key), **value}
     merged = dataclasses.replace(base, **updates)
     validate(merged)
     return merged

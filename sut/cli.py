@@ -1,0 +1,154 @@
+"""The command line: ``python run.py --profile NAME [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import backends
+import datasets
+import profiles
+from sut.errors import HarnessError
+
+log = logging.getLogger(__name__)
+
+EPILOG = """\
+examples:
+  python run.py                                   # the demo: no downloads, under a minute
+  python run.py --profile mobilenet_tflite --model mobilenet_v1_1.0_224_quant.tflite \\
+                --dataset-path imagenet/ --accuracy
+  python run.py --profile mobilenet_tflite --model m.tflite --dataset-path imagenet/ \\
+                --scenario Offline --quick
+  python run.py --profile demo --backend null     # measure the harness alone
+
+Settings are merged: built-in defaults -> profile -> these options; LoadGen
+settings: built-in mlperf.conf -> --user-conf -> these options. Each run
+writes a new directory under --output (never overwriting an earlier one):
+<run>/config.json, summary.txt and <system>/<model>/<Scenario>/{performance/run_1,accuracy}.
+Exit codes: 0 ok, 1 other error, 2 bad option, 3 model, 4 dataset,
+5 runtime/device unavailable, 6 backend failed during the run, 7 results.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Benchmark a model with MLPerf LoadGen on a CPU or an edge accelerator.")
+    p.add_argument("--profile", default="demo", help="profile name or .toml file (default: demo); "
+                   "see --list-profiles")
+    p.add_argument("--list-profiles", action="store_true", help="list profiles, backends, datasets and exit")
+    p.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
+    what = p.add_argument_group("what to run")
+    what.add_argument("--backend", help="runtime: null, litert, onnxruntime, openvino, edgetpu, tensorrt, "
+                      "tensorflow, or a plugin module:Class")
+    what.add_argument("--model", help="model file or directory")
+    what.add_argument("--dataset", help="dataset family (imagenet, speech_commands, synthetic)")
+    what.add_argument("--dataset-path", help="dataset folder (ImageNet: images + val_map.txt)")
+    what.add_argument("--count", type=int, help="use only the first N samples")
+    how = p.add_argument_group("how LoadGen drives it")
+    how.add_argument("--scenario", choices=profiles.SCENARIOS)
+    how.add_argument("--accuracy", action="store_true", help="accuracy mode only (score every sample)")
+    how.add_argument("--mode", choices=profiles.MODES, help="performance, accuracy or both")
+    how.add_argument("--samples-per-query", type=int, help="MultiStream samples per query (LoadGen default 8)")
+    how.add_argument("--user-conf", help="LoadGen user.conf layered over the built-in mlperf.conf")
+    how.add_argument("--time", type=float, dest="time_s", help="minimum duration in seconds")
+    how.add_argument("--min-duration", type=int, dest="min_duration_ms", help="minimum duration in ms")
+    how.add_argument("--min-query-count", type=int)
+    how.add_argument("--max-query-count", type=int)
+    how.add_argument("--performance-sample-count", type=int)
+    how.add_argument("--target-qps", type=float, help="Offline expected / Server target samples per second")
+    how.add_argument("--target-latency-ms", type=float, help="SingleStream/MultiStream expected latency, "
+                     "Server latency bound")
+    how.add_argument("--quick", action="store_true", default=None,
+                     help="short runs that are still VALID (about a second each; not for submission)")
+    be = p.add_argument_group("backend")
+    be.add_argument("--threads", type=int, help="runtime threads per model instance (0 = runtime default)")
+    be.add_argument("--instances", type=int, help="model instances run in parallel (0 = backend's choice)")
+    be.add_argument("--max-batchsize", type=int, dest="max_batch_size", help="largest batch per inference")
+    be.add_argument("--device", help="device string, e.g. usb:0, pci:0, CPU, GPU, MYRIAD")
+    be.add_argument("--precision", choices=("fp32", "fp16", "int8"))
+    be.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
+                    help="backend-specific option (repeatable); VALUE is parsed as JSON when it can be")
+    out = p.add_argument_group("output")
+    out.add_argument("--output", help="results root (default: results)")
+    out.add_argument("--system", help="system id used in the results tree")
+    out.add_argument("--cache-dir", help="preprocessing cache (default ~/.cache/mlperf-edge; 'none' = memory)")
+    out.add_argument("--preprocess-workers", type=int, help="processes for preprocessing (0 = one per core)")
+    out.add_argument("--sample-timeout", type=float, dest="sample_timeout_s",
+                     help="fail the run when a sample is unanswered this many seconds (default 60)")
+    out.add_argument("--trace", action="store_true", default=None, help="write LoadGen's trace log (slow)")
+    out.add_argument("--no-progress", action="store_false", dest="progress", default=None)
+    out.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    values = {k: getattr(args, k) for k in (
+        "backend", "model", "dataset", "dataset_path", "count", "scenario", "mode", "samples_per_query",
+        "user_conf", "min_duration_ms", "min_query_count", "max_query_count", "performance_sample_count",
+        "target_qps", "target_latency_ms", "quick", "threads", "instances", "max_batch_size", "device",
+        "precision", "output", "system", "cache_dir", "preprocess_workers", "sample_timeout_s", "trace",
+        "progress")}
+    if args.accuracy:
+        values["mode"] = "accuracy"
+    if args.time_s is not None:
+        values["min_duration_ms"] = int(args.time_s * 1000)
+    if args.backend_option:
+        values["backend_options"] = dict(parse_option(o) for o in args.backend_option)
+    return values
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise HarnessError(f"--backend-option needs KEY=VALUE, got '{text}'")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def list_everything() -> str:
+    lines = ["profiles:"]
+    lines += [f"  {name:<24} {desc}" for name, desc in profiles.available().items()]
+    lines.append("backends: " + ", ".join(backends.available()))
+    lines.append("datasets: " + ", ".join(datasets.available()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.list_profiles:
+            print(list_everything())
+            return 0
+        cfg = profiles.resolve(args.profile, overrides(args))
+        if args.show_config:
+            print(json.dumps(cfg.to_dict(), indent=2))
+            return 0
+        print(f"profile {cfg.profile or '-'}: backend={cfg.backend} model={cfg.model} dataset={cfg.dataset} "
+              f"path={cfg.dataset_path} scenario={cfg.scenario} mode={cfg.mode}"
+              f"{' quick' if cfg.quick else ''}", flush=True)
+        from sut import session  # imports LoadGen
+
+        outcome = session.execute(cfg)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(outcome.summary, end="", flush=True)
+    if not outcome.ok:
+        error = next(t.error for t in outcome.tests if t.error)
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        if outcome.hung:
+            sys.stderr.flush()
+            os._exit(6)  # LoadGen is stuck on a backend call; it cannot be stopped otherwise
+        return 6
+    return 0

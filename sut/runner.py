@@ -1,0 +1,184 @@
+"""Running LoadGen tests with a guarantee that they end.
+
+``run_test`` runs one LoadGen test (one scenario, one mode) on prepared
+parts. LoadGen's ``StartTest`` runs on its own thread while this one waits;
+the :class:`~sut.completion.Watchdog` fails the run when the backend stops
+answering, and after a failure every sample is completed empty so LoadGen can
+finish. If LoadGen still has not returned ``FAILURE_GRACE_S`` seconds after a
+failure (e.g. a backend stuck on LoadGen's own thread), the test is reported
+as hung and the CLI exits the process: it never waits forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import mlperf_loadgen as lg
+
+from backends.base import Backend, ModelInfo
+from datasets.base import Accuracy, Dataset
+from datasets.cache import SampleStore
+from profiles import Config
+from sut import accuracy as accuracy_mod
+from sut import logs
+from sut import settings as settings_mod
+from sut.completion import Completer, Watchdog
+from sut.errors import BackendFailure
+from sut.qsl import QuerySampleLibrary
+from sut.scenarios import SUTS, Predictor
+
+log = logging.getLogger(__name__)
+
+FAILURE_GRACE_S = 5.0
+
+
+@dataclasses.dataclass
+class TestResult:
+    scenario: str
+    mode: str
+    directory: Path
+    validity: str | None = None          # VALID / INVALID (performance)
+    metric: tuple[str, str] | None = None
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    accuracy: Accuracy | None = None
+    error: str | None = None
+    hung: bool = False
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def warm_up(backend: Backend, info: ModelInfo, store: SampleStore, samples_per_query: int,
+            timeout_s: float, min_time_s: float = 0.3) -> settings_mod.Estimate:
+    """Run the model a few times (catching a broken or hung backend before
+    LoadGen starts) and measure its speed."""
+    result: dict[str, Any] = {}
+
+    def measure():
+        try:
+            one = store.rows([0])
+            times = _time_calls(lambda: backend.predict(one, 0), min_time_s)
+            batch = min(info.max_batch_size, len(store))
+            if batch > 1 and info.accepts_batch(batch):
+                rows = store.rows(list(range(batch)))
+                per_sample = statistics.median(_time_calls(lambda: backend.predict(rows, 0), min_time_s)) / batch
+            else:
+                per_sample = statistics.median(times)
+            result["estimate"] = settings_mod.Estimate(
+                latency_s=statistics.median(times),
+                query_latency_s=per_sample * samples_per_query / max(1, min(info.instances, samples_per_query)),
+                samples_per_s=info.instances / per_sample,
+            )
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=measure, name="warm-up", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise BackendFailure(f"backend gave no answer for {timeout_s:g} s during warm-up")
+    if "error" in result:
+        exc = result["error"]
+        if isinstance(exc, BackendFailure):
+            raise exc
+        raise BackendFailure(f"backend failed during warm-up: {type(exc).__name__}: {exc}") from exc
+    log.info("warm-up: %s", result["estimate"])
+    return result["estimate"]
+
+
+def _time_calls(fn, min_time_s: float, min_calls: int = 3, max_calls: int = 1000) -> list[float]:
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_calls and (len(times) < min_calls or time.perf_counter() - start < min_time_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_test(cfg: Config, mode: str, backend: Backend, info: ModelInfo, dataset: Dataset,
+             store: SampleStore, estimate: settings_mod.Estimate | None, outdir: Path) -> TestResult:
+    """Run one LoadGen test and read back what it logged."""
+    result = TestResult(cfg.scenario, mode, outdir)
+    test_settings = settings_mod.build(cfg, mode, estimate)
+    # LoadGen would "load" more samples than exist (repeating them) when the
+    # performance sample count exceeds the dataset: report the honest number.
+    perf_count = min(test_settings.performance_sample_count_override or len(store), len(store))
+    test_settings.performance_sample_count_override = perf_count
+    qsl = QuerySampleLibrary(store, perf_count)
+    completer = Completer()
+    predictor = Predictor(backend, info, dataset, qsl)
+    sut_cls = SUTS[cfg.scenario]
+    kwargs = {"batch_timeout_s": cfg.server_batch_timeout_ms / 1000} if cfg.scenario == "Server" else {}
+    sut = sut_cls(predictor, completer, info.instances, info.max_batch_size, **kwargs)
+
+    def guarded(fn):
+        def call(indices):
+            try:
+                fn(indices)
+            except BaseException as exc:  # an exception inside LoadGen's callback breaks LoadGen
+                completer.fail(BackendFailure(f"loading samples failed: {exc}"))
+        return call
+
+    lg_sut = lg.ConstructFastSUT(sut.issue, sut.flush)
+    lg_qsl = lg.ConstructQSL(len(store), perf_count, guarded(qsl.load), guarded(qsl.unload))
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(outdir)
+    log_settings.log_output.copy_summary_to_stdout = False
+    log_settings.enable_trace = cfg.trace
+    # an audit.config path of our own (absent) so a stray one in the working
+    # directory cannot silently change the run
+    audit = str(outdir / "audit.config")
+
+    thread = threading.Thread(
+        target=lg.StartTestWithLogSettings, args=(lg_sut, lg_qsl, test_settings, log_settings, audit),
+        name="loadgen", daemon=True)
+    with Watchdog(completer, cfg.sample_timeout_s):
+        thread.start()
+        failed_at = None
+        while thread.is_alive():
+            thread.join(0.05)
+            if completer.failed.is_set():
+                failed_at = failed_at or time.monotonic()
+                if time.monotonic() - failed_at > FAILURE_GRACE_S:
+                    result.hung = True
+                    break
+    if completer.error is not None:
+        result.error = _one_line(completer.error)
+    if result.hung:
+        result.error = (result.error or "run failed") + "; LoadGen did not finish, process must exit"
+        return result  # LoadGen still runs on its thread: nothing may be destroyed
+    sut.close()
+    lg.DestroyQSL(lg_qsl)
+    lg.DestroySUT(lg_sut)
+
+    result.detail = logs.read_detail(outdir / "mlperf_log_detail.txt")
+    if result.error:
+        return result
+    if mode == "performance":
+        result.validity = result.detail.get("result_validity")
+        result.metric = logs.metric(result.detail, cfg.scenario)
+        if result.validity != "VALID":
+            result.reasons = logs.invalid_reasons(result.detail)
+    else:
+        try:
+            result.accuracy = accuracy_mod.score_log(outdir / "mlperf_log_accuracy.json", dataset, len(store))
+            accuracy_mod.write_accuracy_txt(outdir / "accuracy.txt", result.accuracy)
+        except BackendFailure as exc:
+            result.error = str(exc)
+    return result
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, BackendFailure):
+        return text
+    return f"backend failed: {type(exc).__name__}: {text}" if text else f"backend failed: {type(exc).__name__}"

@@ -1,0 +1,132 @@
+"""One invocation of the harness: build the parts, run the tests, write results.
+
+``execute(cfg)`` is what ``run.py`` calls after resolving the configuration.
+It creates the backend and dataset through their registries (never asking
+which one it is), preprocesses (or reuses the cache), warms up, runs the
+accuracy and/or performance test, scores, and writes ``config.json`` and
+``summary.txt`` into a new result directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import sys
+from pathlib import Path
+
+import backends
+import datasets
+from backends.base import BackendOptions
+from datasets import cache
+from profiles import Config
+from sut import runner
+from sut.errors import HarnessError, ModelError
+from sut.results import RunDirectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Outcome:
+    directory: Path
+    tests: list[runner.TestResult]
+    summary: str
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tests)
+
+    @property
+    def hung(self) -> bool:
+        return any(t.hung for t in self.tests)
+
+
+def default_system(cfg: Config) -> str:
+    return cfg.system or f"{platform.machine() or 'cpu'}-{cfg.backend}"
+
+
+def backend_options(cfg: Config) -> BackendOptions:
+    return BackendOptions(threads=cfg.threads, instances=cfg.instances, max_batch_size=cfg.max_batch_size,
+                          device=cfg.device, precision=cfg.precision, extra=dict(cfg.backend_options))
+
+
+def execute(cfg: Config, echo=print) -> Outcome:
+    modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
+    dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
+    dataset.scan()
+    model = cfg.model or dataset.default_model(cache_root(cfg))
+    if model is None and cfg.backend != "null":
+        raise ModelError(f"profile '{cfg.profile}' names no model: pass --model PATH")
+    run_dir = RunDirectory(cfg.output, f"{cfg.profile or cfg.model_name}-{cfg.scenario}")
+    tests: list[runner.TestResult] = []
+    record = {"config": cfg.to_dict(), "model_path": model, "python": sys.version.split()[0],
+              "platform": platform.platform(), "response_dtype": "float32"}
+    try:
+        backend = backends.create(cfg.backend, backend_options(cfg))
+        with backend:
+            info = backend.load(model)
+            record.update(backend=backend.describe(), model=info.describe())
+            dataset.check_model(info)
+            store = cache.prepare(dataset.sources, dataset.preprocessor(info.input), info.input,
+                                  dataset.cache_key(info.input), cache_root(cfg),
+                                  cfg.preprocess_workers, cfg.progress)
+            spq = cfg.samples_per_query or 8
+            estimate = runner.warm_up(backend, info, store, spq, cfg.sample_timeout_s)
+            record["warm_up"] = dataclasses.asdict(estimate)
+            for mode in modes:
+                outdir = run_dir.test_dir(default_system(cfg), cfg.model_name, cfg.scenario, mode)
+                echo(f"running {cfg.scenario} {mode} test ({len(store)} samples) ...")
+                result = runner.run_test(cfg, mode, backend, info, dataset, store, estimate, outdir)
+                tests.append(result)
+                if not result.ok:
+                    break
+    except HarnessError as exc:
+        record["error"] = str(exc)
+        run_dir.write_json("config.json", record)
+        run_dir.write_text("summary.txt", f"FAILED: {exc}\n")
+        if not any(t.hung for t in tests):
+            run_dir.finish(ok=False)
+        raise
+    record["results"] = [_test_record(t) for t in tests]
+    outcome = Outcome(run_dir.path, tests, "")
+    run_dir.write_json("config.json", record)
+    if outcome.hung:  # LoadGen still owns files in the directory: leave it .partial
+        outcome.summary = summarize(cfg, tests, run_dir.path)
+        run_dir.write_text("summary.txt", outcome.summary)
+        return outcome
+    final = run_dir.finish(ok=outcome.ok)
+    outcome.directory = final
+    outcome.summary = summarize(cfg, tests, final)
+    (final / "summary.txt").write_text(outcome.summary)
+    return outcome
+
+
+def cache_root(cfg: Config):
+    if cfg.cache_dir == "none":
+        return None
+    return Path(cfg.cache_dir) if cfg.cache_dir else cache.DEFAULT_CACHE_DIR
+
+
+def _test_record(t: runner.TestResult) -> dict:
+    return {"scenario": t.scenario, "mode": t.mode, "directory": str(t.directory), "validity": t.validity,
+            "metric": t.metric, "reasons": t.reasons, "error": t.error,
+            "accuracy": t.accuracy.line() if t.accuracy else None}
+
+
+def summarize(cfg: Config, tests: list[runner.TestResult], directory: Path) -> str:
+    lines = [f"profile   : {cfg.profile or '-'}",
+             f"backend   : {cfg.backend}   model: {cfg.model or '(dataset default)'}",
+             f"dataset   : {cfg.dataset} {cfg.dataset_path or ''} ({cfg.count or 'all'} samples)",
+             f"scenario  : {cfg.scenario}{'   (quick: not for submission)' if cfg.quick else ''}"]
+    for t in tests:
+        if t.error:
+            lines.append(f"{t.mode:<10}: FAILED - {t.error}")
+        elif t.mode == "accuracy":
+            lines.append(f"accuracy  : {t.accuracy.line()}")
+        else:
+            metric = f"{t.metric[0]} = {t.metric[1]}" if t.metric else "no metric"
+            lines.append(f"result    : {t.validity}   {metric}")
+            lines += [f"            why: {r}" for r in t.reasons]
+    lines.append(f"results   : {directory}")
+    return "\n".join(lines) + "\n"
