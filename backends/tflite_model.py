@@ -65,7 +65,7 @@ def custom_ops(path: str) -> set[str]:
         return {code for op in root.tables(_MODEL_OPERATOR_CODES)
                 if (code := op.string(_OPCODE_CUSTOM_CODE))}
     except _MALFORMED as exc:
-        raise ModelError(f"{path} is not a valid TFLite file ({exc})") from exc
+        raise ModelError(f"{path} is a truncated or corrupt TFLite file ({exc})") from exc
 
 
 def is_edgetpu_model(path: str) -> bool:
@@ -85,7 +85,7 @@ def io_tensors(path: str) -> tuple[tuple[TFLiteTensor, ...], tuple[TFLiteTensor,
         return (tuple(_tensor(tensors[i]) for i in graph.vector(_SUBGRAPH_INPUTS, "i")),
                 tuple(_tensor(tensors[i]) for i in graph.vector(_SUBGRAPH_OUTPUTS, "i")))
     except _MALFORMED as exc:
-        raise ModelError(f"{path} is not a valid TFLite file ({exc})") from exc
+        raise ModelError(f"{path} is a truncated or corrupt TFLite file ({exc})") from exc
 
 
 def _tensor(table: _Table) -> TFLiteTensor:
@@ -118,7 +118,7 @@ def _read_root(path: str) -> _Table:
     try:
         return _Table(buf, _u32(buf, 0))
     except _MALFORMED as exc:
-        raise ModelError(f"{path} is not a valid TFLite file ({exc})") from exc
+        raise ModelError(f"{path} is a truncated or corrupt TFLite file ({exc})") from exc
 
 
 def _u32(buf: bytes, pos: int) -> int:
