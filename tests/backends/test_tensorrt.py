@@ -1,0 +1,373 @@
+"""TensorRT backend against fake ``tensorrt`` / CUDA modules (no GPU here).
+
+The fakes (tests/backends/fake_tensorrt.py) execute the ONNX model with ONNX
+Runtime on the bytes at the addresses our code binds, so answers are checked
+against ONNX Runtime run directly. A real-GPU test is marked ``hardware``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from backends.base import BackendOptions
+from sut.errors import BackendUnavailable, ConfigError, ModelError
+from tests.backends import fake_tensorrt
+from tests.conftest import need_module, shared_path
+
+onnx = need_module("onnx", "the fake TensorRT parser reads ONNX with it")
+ort = need_module("onnxruntime", "the fake TensorRT engine runs models with it")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+WEIGHTS = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+
+
+def write_model(path, batch="N", qdq=False):
+    """x (batch,4) float32 -> y = x @ W (batch,3); optionally through a Q/DQ pair."""
+    nodes, inits = [], [helper.make_tensor("W", TensorProto.FLOAT, (4, 3), WEIGHTS.ravel())]
+    src = "x"
+    if qdq:
+        inits += [helper.make_tensor("s", TensorProto.FLOAT, (), [0.05]),
+                  helper.make_tensor("z", TensorProto.INT8, (), [0])]
+        nodes += [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+                  helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"])]
+        src = "xd"
+    nodes.append(helper.make_node("MatMul", [src, "W"], ["y"]))
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    return fake_tensorrt.install(monkeypatch)
+
+
+@pytest.fixture
+def model(tmp_path):
+    return write_model(tmp_path / "tiny.onnx")
+
+
+def make(tmp_path, precision=None, max_batch_size=4, instances=0, **extra):
+    from backends.tensorrt import TensorRTBackend
+
+    extra.setdefault("engine_cache", str(tmp_path / "engines"))
+    return TensorRTBackend(BackendOptions(precision=precision, max_batch_size=max_batch_size,
+                                          instances=instances, extra=extra))
+
+
+def test_import_needs_only_numpy():
+    import backends.cuda_memory  # noqa: F401
+    import backends.tensorrt  # noqa: F401
+    import backends.tensorrt_calibrator  # noqa: F401
+    import backends.tensorrt_engine  # noqa: F401
+
+
+# --- unavailable runtime / device ------------------------------------------------------------
+
+def test_missing_tensorrt_is_one_line(monkeypatch, tmp_path, model):
+    fake_tensorrt.install(monkeypatch, with_tensorrt=False)
+    with pytest.raises(BackendUnavailable) as exc:
+        make(tmp_path).load(model)
+    assert "'tensorrt'" in str(exc.value) and "pip install -e '.[tensorrt]'" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_no_gpu_with_fake_runtime(monkeypatch, tmp_path, model):
+    fake_tensorrt.install(monkeypatch, cuda_state=fake_tensorrt.FakeCudaState(devices=0))
+    with pytest.raises(BackendUnavailable, match="no CUDA GPU found"):
+        make(tmp_path).load(model)
+
+
+def test_no_driver_with_real_cuda_python(monkeypatch, tmp_path, model):
+    """The real cuda-python wheel on this GPU-less machine: cudaGetDeviceCount fails."""
+    need_module("cuda.bindings.runtime", "cuda-python")
+    trt_state = fake_tensorrt.FakeTrtState()
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt",
+                        fake_tensorrt.make_tensorrt(trt_state, fake_tensorrt.FakeCudaState()))
+    with pytest.raises(BackendUnavailable, match="no usable CUDA GPU: cudaGetDeviceCount failed") as exc:
+        make(tmp_path).load(model)
+    assert "\n" not in str(exc.value)
+
+
+def test_bad_options(fakes, tmp_path, model):
+    with pytest.raises(ConfigError, match="no option wokspace_mb; accepted: workspace_mb"):
+        make(tmp_path, wokspace_mb=64).load(model)
+    with pytest.raises(ConfigError, match="unknown precision 'bf16'"):
+        make(tmp_path, precision="bf16").load(model)
+    from backends.tensorrt import TensorRTBackend
+    with pytest.raises(ConfigError, match="'npu:0' is not a GPU index"):
+        TensorRTBackend(BackendOptions(device="npu:0")).load(model)
+
+
+def test_unparsable_model(fakes, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="TensorRT cannot parse .*bad.onnx: In node -1"):
+        make(tmp_path).load(str(bad))
+
+
+# --- build settings --------------------------------------------------------------------------
+
+def test_fp16_dynamic_batch_build_and_predict(fakes, tmp_path, model):
+    trt_state, cuda_state = fakes
+    backend = make(tmp_path, precision="fp16", max_batch_size=4, workspace_mb=256, opt_batch=2)
+    info = backend.load(model)
+    build = trt_state.builds[-1]
+    assert build["flags"] == {"FP16"}
+    assert build["workspace"] == 256 << 20
+    assert build["profiles"] == [{"x": ((1, 4), (2, 4), (4, 4))}]
+    assert trt_state.network_flags == [0]  # TensorRT 10: no EXPLICIT_BATCH flag
+    assert info.input.shape == (4,) and info.input.dtype == np.float32
+    assert info.output.shape == (3,) and info.max_batch_size == 4 and info.instances == 1
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    out = backend.predict(x)
+    np.testing.assert_allclose(out, x @ WEIGHTS, rtol=1e-6)
+    assert trt_state.executions[-1] == {**trt_state.executions[-1], "api": "v3", "batch": 3}
+    assert ("htod", 3 * 4 * 4) in cuda_state.copies and ("dtoh", 3 * 3 * 4) in cuda_state.copies
+    assert backend.describe()["gpu"] == "Fake GPU A100"
+    backend.close()
+    assert not cuda_state.device_mem and not cuda_state.host_mem, "buffers leaked"
+
+
+def test_fixed_batch_pads(fakes, tmp_path):
+    trt_state, _ = fakes
+    path = write_model(tmp_path / "fixed.onnx", batch=4)
+    backend = make(tmp_path, max_batch_size=4)
+    info = backend.load(path)
+    assert trt_state.builds[-1]["profiles"] == []
+    assert info.max_batch_size == 4 and info.accepts_batch(1)
+    x = np.ones((1, 4), np.float32)
+    np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, rtol=1e-6)
+    assert trt_state.executions[-1]["batch"] == 4
+
+
+def test_dynamic_batch_off_builds_one_size(fakes, tmp_path, model):
+    trt_state, _ = fakes
+    backend = make(tmp_path, max_batch_size=8, dynamic_batch=False)
+    backend.load(model)
+    assert trt_state.builds[-1]["profiles"] == [{"x": ((8, 4), (8, 4), (8, 4))}]
+    x = np.full((2, 4), 2, np.float32)
+    np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, rtol=1e-6)
+    assert trt_state.executions[-1]["batch"] == 8
+
+
+def test_dla_flags(fakes, tmp_path, model):
+    trt_state, _ = fakes
+    make(tmp_path, precision="fp16", dla_core=1).load(model)
+    build = trt_state.builds[-1]
+    assert build["device"] == "DLA" and build["dla_core"] == 1
+    assert build["flags"] == {"FP16", "GPU_FALLBACK"}
+    assert trt_state.runtime_dla_core == 1
+
+
+def test_instances_get_own_context_stream_and_profile(fakes, tmp_path, model):
+    trt_state, cuda_state = fakes
+    backend = make(tmp_path, max_batch_size=2, instances=3)
+    info = backend.load(model)
+    assert info.instances == 3
+    assert len(trt_state.builds[-1]["profiles"]) == 3
+    assert len(cuda_state.streams) == 3
+    xs = [np.full((2, 4), i, np.float32) for i in range(3)]
+    for i, x in enumerate(xs):
+        np.testing.assert_allclose(backend.predict(x, instance=i), x @ WEIGHTS, rtol=1e-6)
+    assert [e["profile"] for e in trt_state.executions] == [0, 1, 2]
+    assert len({e["context"] for e in trt_state.executions}) == 3
+
+
+def test_bindings_api_on_old_tensorrt(monkeypatch, tmp_path, model):
+    trt_state, _ = fake_tensorrt.install(
+        monkeypatch, trt_state=fake_tensorrt.FakeTrtState(version="8.4.3", named_api=False))
+    backend = make(tmp_path, max_batch_size=4, instances=2)
+    backend.load(model)
+    assert trt_state.network_flags == [1]  # 1 << EXPLICIT_BATCH on TensorRT 8
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    for i in range(2):
+        np.testing.assert_allclose(backend.predict(x, instance=i), x @ WEIGHTS, rtol=1e-6)
+    assert [(e["api"], e["profile"]) for e in trt_state.executions] == [("v2", 0), ("v2", 1)]
+
+
+def test_build_failure(monkeypatch, tmp_path, model):
+    fake_tensorrt.install(monkeypatch, trt_state=fake_tensorrt.FakeTrtState(fail_build=True))
+    from sut.errors import BackendFailure
+    with pytest.raises(BackendFailure, match="TensorRT failed to build the engine"):
+        make(tmp_path).load(model)
+
+
+# --- engine cache ------------------------------------------------------------------------------
+
+def test_engine_cache_hit_and_rebuilds(fakes, tmp_path, model):
+    trt_state, cuda_state = fakes
+    make(tmp_path, precision="fp16").load(model)
+    assert len(trt_state.builds) == 1
+    engines = sorted((tmp_path / "engines").glob("*.engine"))
+    sidecars = sorted((tmp_path / "engines").glob("*.json"))
+    assert len(engines) == 1 and len(sidecars) == 1
+    assert not list((tmp_path / "engines").glob("*.tmp.*"))
+    identity = json.loads(sidecars[0].read_text())["identity"]
+    assert identity["tensorrt"] == "10.3.0" and identity["gpu"] == "Fake GPU A100"
+    assert identity["compute_capability"] == "8.0" and identity["settings"]["precision"] == "fp16"
+
+    backend = make(tmp_path, precision="fp16")
+    backend.load(model)
+    assert len(trt_state.builds) == 1 and backend.engine_from_cache  # hit
+
+    make(tmp_path, precision="fp32").load(model)  # other precision: other key
+    assert len(trt_state.builds) == 2
+    make(tmp_path, precision="fp16", max_batch_size=8).load(model)  # other profile
+    assert len(trt_state.builds) == 3
+
+    # a foreign sidecar (e.g. copied from another machine) is never trusted
+    sidecar = sidecars[0]
+    data = json.loads(sidecar.read_text())
+    data["identity"]["gpu"] = "Other GPU"
+    sidecar.write_text(json.dumps(data))
+    make(tmp_path, precision="fp16").load(model)
+    assert len(trt_state.builds) == 4
+
+    # an engine that does not deserialize is rebuilt and overwritten
+    engines[0].write_bytes(b"garbage")
+    data["identity"]["gpu"] = "Fake GPU A100"
+    data["size"] = len(b"garbage")
+    sidecar.write_text(json.dumps(data))
+    backend = make(tmp_path, precision="fp16")
+    backend.load(model)
+    assert len(trt_state.builds) == 5 and not backend.engine_from_cache
+    assert engines[0].read_bytes().startswith(b"FAKETRT")
+
+
+def test_cache_key_includes_gpu_and_tensorrt_version(monkeypatch, tmp_path, model):
+    trt_a, _ = fake_tensorrt.install(monkeypatch)
+    make(tmp_path).load(model)
+    trt_b, _ = fake_tensorrt.install(monkeypatch, cuda_state=fake_tensorrt.FakeCudaState(name="Jetson Orin",
+                                                                                          capability=(8, 7)))
+    make(tmp_path).load(model)
+    trt_c, _ = fake_tensorrt.install(monkeypatch, trt_state=fake_tensorrt.FakeTrtState(version="10.4.0"))
+    make(tmp_path).load(model)
+    assert len(trt_a.builds) == len(trt_b.builds) == len(trt_c.builds) == 1
+    assert len(list((tmp_path / "engines").glob("*.engine"))) == 3
+
+
+def test_rebuild_option(fakes, tmp_path, model):
+    trt_state, _ = fakes
+    make(tmp_path).load(model)
+    make(tmp_path, rebuild=True).load(model)
+    assert len(trt_state.builds) == 2
+
+
+# --- int8 ----------------------------------------------------------------------------------------
+
+def test_int8_calibration_and_table_reuse(fakes, tmp_path, model):
+    trt_state, _ = fakes
+    rng = np.random.default_rng(1)
+    batches = [rng.standard_normal((2, 4)).astype(np.float32) for _ in range(3)]
+    batches.append(np.zeros((1, 4), np.float32))  # short last batch: dropped
+    backend = make(tmp_path, precision="int8")
+    backend.set_calibration_data(lambda: iter(batches))
+    backend.load(model)
+    build = trt_state.builds[-1]
+    assert build["flags"] == {"INT8", "FP16"} and build["calibrator"]
+    assert build["calibration_batches"] == 3
+    peak = max(float(np.abs(b).max()) for b in batches[:3])
+    tables = list((tmp_path / "engines").glob("*.calib"))
+    assert len(tables) == 1 and f"x: {peak:.6f}" in tables[0].read_text()
+    np.testing.assert_allclose(backend.predict(batches[0]), batches[0] @ WEIGHTS, rtol=1e-6)
+
+    # the table is reused: no batches needed, and the engine comes from the cache
+    backend = make(tmp_path, precision="int8")
+    backend.load(model)
+    assert backend.engine_from_cache and len(trt_state.builds) == 1
+
+    # a forced rebuild reads the table instead of calibrating again
+    make(tmp_path, precision="int8", rebuild=True).load(model)
+    assert trt_state.builds[-1]["calibration_batches"] == 0 and trt_state.calibration_batches == 3
+
+    # a new table (recalibration) means a new engine
+    tables[0].write_text("TRT-10.3.0-EntropyCalibration2\nx: 9.0\n")
+    make(tmp_path, precision="int8").load(model)
+    assert len(trt_state.builds) == 3 and trt_state.builds[-1]["table"].endswith(b"x: 9.0\n")
+
+
+def test_int8_calibration_via_extra_and_explicit_table(fakes, tmp_path, model):
+    trt_state, _ = fakes
+    table = tmp_path / "my.calib"
+    batches = [np.ones((4, 4), np.float32)]
+    make(tmp_path, precision="int8", calibration_batches=batches, calibration_cache=str(table)).load(model)
+    assert table.exists() and trt_state.builds[-1]["calibration_batches"] == 1
+
+
+def test_int8_without_calibration_is_a_config_error(fakes, tmp_path, model):
+    with pytest.raises(ConfigError, match="int8 for .*needs calibration.*calibration_batches"):
+        make(tmp_path, precision="int8").load(model)
+
+
+def test_int8_calibration_dtype_checked(fakes, tmp_path, model):
+    with pytest.raises(ConfigError, match="calibration batch has dtype float64"):
+        make(tmp_path, precision="int8", calibration_batches=[np.ones((2, 4))]).load(model)
+
+
+def test_int8_qdq_model_needs_no_calibrator(fakes, tmp_path):
+    trt_state, _ = fakes
+    path = write_model(tmp_path / "qdq.onnx", qdq=True)
+    backend = make(tmp_path, precision="int8")
+    backend.load(path)
+    build = trt_state.builds[-1]
+    assert build["flags"] == {"INT8", "FP16"} and not build["calibrator"]
+    x = np.array([[0.1, 0.2, -0.3, 1.0]], np.float32)
+    xq = np.clip(np.round(x / 0.05), -128, 127) * 0.05
+    np.testing.assert_allclose(backend.predict(x), xq @ WEIGHTS, rtol=1e-5)
+
+
+def test_qdq_detection(tmp_path, monkeypatch):
+    from backends import tensorrt_engine as te
+
+    assert te.onnx_has_qdq(shared_path("models", "mobilenet", "mobilenet_v1_1.0_224_quant_qdq_nchw.onnx"))
+    assert te.onnx_has_qdq(write_model(tmp_path / "plain.onnx")) is False
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)
+    assert te.onnx_has_qdq(tmp_path / "plain.onnx") is None
+
+
+def test_qdq_detection_from_network_layers(monkeypatch, tmp_path):
+    """Without the onnx package, Q/DQ is found in the TensorRT network's layers."""
+    trt_state, _ = fake_tensorrt.install(monkeypatch)
+    from backends import tensorrt_engine as te
+    monkeypatch.setattr(te, "onnx_has_qdq", lambda path: None)
+    make(tmp_path, precision="int8").load(write_model(tmp_path / "qdq.onnx", qdq=True))
+    assert not trt_state.builds[-1]["calibrator"]
+
+
+def test_real_mobilenet_qdq_onnx(fakes, tmp_path):
+    """The shared QDQ MobileNet through the fake engine: NCHW float input, 1001 outputs, batch 1."""
+    trt_state, _ = fakes
+    path = shared_path("models", "mobilenet", "mobilenet_v1_1.0_224_quant_qdq_nchw.onnx")
+    backend = make(tmp_path, precision="int8", max_batch_size=1)
+    info = backend.load(str(path))
+    assert info.input.shape == (3, 224, 224) and info.input.layout == "NCHW"
+    assert info.output.shape == (1001,) and info.max_batch_size == 1
+    assert not trt_state.builds[-1]["calibrator"]
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {info.input.name: x})[0]
+    np.testing.assert_array_equal(backend.predict(x), want)
+
+
+@pytest.mark.hardware
+def test_real_tensorrt_on_gpu(tmp_path):
+    need_module("tensorrt", "needs NVIDIA TensorRT and a GPU")
+    from backends.tensorrt import TensorRTBackend
+    path = shared_path("models", "mobilenet", "mobilenet_v1_1.0_224_quant_qdq_nchw.onnx")
+    backend = TensorRTBackend(BackendOptions(precision="fp16", extra={"engine_cache": str(tmp_path)}))
+    try:
+        info = backend.load(str(path))
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    out = backend.predict(np.zeros((1, *info.input.shape), info.input.dtype))
+    assert out.shape == (1, 1001)
