@@ -1,0 +1,174 @@
+"""OpenVINO 2021.4 (``IECore`` API): the only release with the NCS2 / MYRIAD plugin.
+
+:class:`backends.openvino.OpenVINOBackend` hands its work to this class when
+the installed ``openvino`` has ``openvino.inference_engine`` but no
+``openvino.Core`` (``pip install openvino==2021.4.2``, Python 3.6-3.9).
+
+* Models: IR (.xml + .bin beside it, written by the 2021.4 Model Optimizer:
+  IR v10) or ONNX. One input, one output; batch 1 (MYRIAD has no dynamic batch).
+* Float inputs are fed as FP16 on MYRIAD (or when ``precision="fp16"``), as the
+  NCS2 port of the MLPerf reference did: the input precision is set to FP16 and
+  ModelInfo reports float16, so the dataset's cache holds fp16 tensors and no
+  conversion happens on the host at run time. Integer (quantised) inputs keep
+  their precision; their scale/zero point come from ``backend_options``
+  ``input_scale``/``input_zero_point`` (the 2021.4 API does not expose them).
+* ``instances``: that many infer requests (0 -> the device's optimal number,
+  ``load_network(num_requests=0)``); predict runs request ``instance``
+  synchronously.
+
+Written against the 2021.4 Python API and tested with it faked (no NCS2 and no
+Python 3.9 here): untested on hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, require_module
+
+log = logging.getLogger(__name__)
+
+#: IE precision name -> NumPy dtype
+PRECISIONS = {"FP32": np.float32, "FP16": np.float16, "U8": np.uint8, "I8": np.int8,
+              "I16": np.int16, "U16": np.uint16, "I32": np.int32, "I64": np.int64}
+FP16_DEVICES = ("MYRIAD", "HDDL")
+
+
+class OpenVINOLegacyBackend(Backend):
+    name = "openvino"
+    extra_name = "openvino"
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self._exec_net = None
+        self._input_name = ""
+        self._output_name = ""
+        self._output_shape: tuple[int, ...] = ()
+        self._device = "CPU"
+        self._ie = None
+
+    def load_impl(self, model_path):
+        from sut.errors import BackendUnavailable, ModelError
+
+        check_model_file(model_path, (".xml", ".onnx"), self.name)
+        engine = require_module("openvino.inference_engine", self.name, self.extra_name)
+        self._device = self.options.device or "CPU"
+        self._ie = engine.IECore()
+        check_device(self._ie, self._device)
+        try:
+            network = self._ie.read_network(model=model_path, weights=weights_path(model_path))
+        except Exception as exc:  # the 2021.4 bindings raise plain Exception/RuntimeError
+            raise ModelError(f"OpenVINO 2021.4 cannot read {model_path}: {exc}") from exc
+        if len(network.input_info) != 1 or len(network.outputs) != 1:
+            raise ModelError(f"{model_path} has {len(network.input_info)} inputs and "
+                             f"{len(network.outputs)} outputs; the harness feeds one and reads one")
+        if self.options.max_batch_size > 1:
+            log.warning("openvino (2021.4): batches are one sample; ignoring max_batch_size=%d",
+                        self.options.max_batch_size)
+        input_spec = self._configure_input(network)
+        output_spec = self._configure_output(network)
+        try:
+            self._exec_net = self._ie.load_network(network=network, device_name=self._device,
+                                                   config=self._config(), num_requests=max(0, self.options.instances))
+        except Exception as exc:
+            raise BackendUnavailable(f"OpenVINO 2021.4 could not load the model on '{self._device}': {exc}") from exc
+        return ModelInfo(inputs=(input_spec,), outputs=(output_spec,), max_batch_size=1,
+                         instances=len(self._exec_net.requests))
+
+    def _configure_input(self, network) -> TensorSpec:
+        from sut.errors import ModelError
+
+        self._input_name = next(iter(network.input_info))
+        info = network.input_info[self._input_name]
+        if info.precision in ("FP32", "FP16"):
+            info.precision = "FP16" if self._wants_fp16() else "FP32"
+        elif info.precision not in PRECISIONS:
+            raise ModelError(f"input '{self._input_name}' has precision {info.precision}; "
+                             f"supported: {', '.join(PRECISIONS)}")
+        shape = tuple(info.input_data.shape)[1:]
+        layout = info.layout if info.layout in ("NCHW", "NHWC") else None
+        dtype = np.dtype(PRECISIONS[info.precision])
+        scale = zero_point = None
+        if dtype.kind in "iu":
+            extra = self.options.extra
+            if "input_scale" not in extra or "input_zero_point" not in extra:
+                raise ModelError(f"input '{self._input_name}' is {dtype.name}; OpenVINO 2021.4 does not "
+                                 "report its quantisation: set backend_options input_scale and input_zero_point")
+            scale, zero_point = float(extra["input_scale"]), int(extra["input_zero_point"])
+        return TensorSpec(self._input_name, shape, dtype, layout, scale, zero_point)
+
+    def _configure_output(self, network) -> TensorSpec:
+        self._output_name = next(iter(network.outputs))
+        data = network.outputs[self._output_name]
+        data.precision = "FP32"
+        self._output_shape = tuple(data.shape)[1:]
+        return TensorSpec(self._output_name, self._output_shape, np.float32)
+
+    def _wants_fp16(self) -> bool:
+        base = self._device.split(":")[0].split(".")[0].upper()
+        return base in FP16_DEVICES or self.options.precision == "fp16"
+
+    def _config(self) -> dict[str, str]:
+        config = {}
+        if self.options.threads > 0 and self._device.upper().startswith("CPU"):
+            config["CPU_THREADS_NUM"] = str(self.options.threads)
+        config.update({str(k): str(v) for k, v in (self.options.extra.get("config") or {}).items()})
+        return config
+
+    def predict_impl(self, batch, instance):
+        request = self._exec_net.requests[instance]
+        request.infer({self._input_name: batch})
+        out = request.output_blobs[self._output_name].buffer
+        return np.array(out, copy=True).reshape(len(batch), *self._output_shape)
+
+    def close_impl(self):
+        self._exec_net = None
+
+    def version(self):
+        try:
+            from openvino.inference_engine import get_version
+
+            return f"openvino {get_version()}"
+        except ImportError:
+            return "openvino (not installed)"
+
+    def describe(self):
+        out = {**super().describe(), "api": "IECore (2021.4)", "device": self._device,
+               "infer_requests": len(self._exec_net.requests) if self._exec_net else 0}
+        if self._ie is not None:
+            try:
+                out["device_name"] = str(self._ie.get_metric(self._device, "FULL_DEVICE_NAME"))
+            except Exception:  # not every plugin reports it
+                pass
+        return out
+
+
+def weights_path(model_path: str) -> str:
+    """The .bin beside an .xml IR; empty for ONNX."""
+    if model_path.lower().endswith(".onnx"):
+        return ""
+    weights = os.path.splitext(model_path)[0] + ".bin"
+    if not os.path.exists(weights):
+        from sut.errors import ModelError
+
+        raise ModelError(f"IR weights not found: {weights} (expected beside {model_path})")
+    return weights
+
+
+def check_device(ie, device: str) -> None:
+    """Raise BackendUnavailable unless ``device`` (or each of MULTI:/HETERO:'s list) is present."""
+    from sut.errors import BackendUnavailable
+
+    available = list(ie.available_devices)
+    known = set(available) | {d.split(".")[0] for d in available}
+    base, _, listed = device.partition(":")
+    wanted = [d.strip() for d in listed.split(",") if d.strip()] if base.upper() in ("MULTI", "HETERO") else [device]
+    missing = [d for d in wanted if d not in known]
+    if missing:
+        hint = " (is the NCS2 plugged in, with the udev rules installed?)" if any(
+            m.upper().startswith("MYRIAD") for m in missing) else ""
+        raise BackendUnavailable(f"OpenVINO 2021.4 device '{device}' is not available{hint}; "
+                                 f"this machine has: {', '.join(available) or 'none'}")
