@@ -70,7 +70,8 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime {self._ort.__version__}"
 
     def describe(self):
-        providers = self._sessions[0].get_providers() if self._sessions else list(self._providers())
+        providers = (self._sessions[0].get_providers() if self._sessions
+                     else list(self.options.extra.get("providers", DEFAULT_PROVIDERS)))
         return {**super().describe(), "threads": self.options.threads,
                 "instances": len(self._sessions) or max(1, self.options.instances or 1),
                 "providers": providers}

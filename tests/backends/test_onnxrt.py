@@ -147,9 +147,11 @@ def test_precision_refused():
         load(mobilenet(), precision="fp16")
 
 
-def test_version():
+def test_version_and_describe_before_load():
     need_module("onnxruntime")
-    assert OnnxRuntimeBackend().version().startswith("onnxruntime 1.")
+    backend = OnnxRuntimeBackend(BackendOptions(extra={"providers": ["FooExecutionProvider"]}))
+    assert backend.version().startswith("onnxruntime 1.")
+    assert backend.describe()["providers"] == ["FooExecutionProvider"]
 
 
 def test_missing_runtime_is_backend_unavailable(monkeypatch):
