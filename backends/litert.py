@@ -129,9 +129,10 @@ class LiteRTBackend(Backend):
         try:
             runner = self._runners[instance][len(batch)]
         except (KeyError, IndexError):
+            sizes = sorted(self._runners[0]) if self._runners else []
             raise BackendFailure(
                 f"{self.name}: no interpreter for batch size {len(batch)} on instance {instance}; "
-                f"loaded: {len(self._runners)} instance(s), batch sizes {sorted(self._runners[0]) if self._runners else []}"
+                f"loaded: {len(self._runners)} instance(s) taking batch sizes {sizes}"
             ) from None
         return runner(batch)
 

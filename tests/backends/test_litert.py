@@ -56,7 +56,7 @@ def assert_quantisation(spec, quant):
         assert spec.scale == pytest.approx(scale, rel=1e-7) and spec.zero_point == zero_point
 
 
-# (file, input shape, input dtype, input (scale, zero point), layout, output shape, output dtype, output quant)
+# file, input (shape, dtype, (scale, zero point), layout), output (shape, dtype, (scale, zero point))
 MODELS = [
     (("mobilenet", "mobilenet_v1_1.0_224_quant.tflite"), (224, 224, 3), np.uint8, (0.0078125, 128),
      "NHWC", (1001,), np.uint8, (1 / 256, 0)),
