@@ -1,0 +1,412 @@
+"""TensorFlow backend: SavedModel directories, Keras files and frozen graphs.
+
+Model kinds, by path:
+
+* a directory: a SavedModel, run through its signature (option ``signature``,
+  default ``serving_default``). ``tf.saved_model.load`` is tried first; when it
+  fails (TF 2.21 cannot restore some SavedModels written by older Keras, e.g.
+  the MLCommons Tiny KWS model: ``'_UserObject' object has no attribute
+  'add_slot'``) the TF1 loader ``tf.compat.v1.saved_model.loader.load`` runs the
+  same signature's tensors in a graph-mode session. Option ``loader``
+  (``auto``/``tf2``/``tf1``) forces one.
+* ``.keras`` / ``.h5``: a Keras model (``tf.keras.models.load_model``, not compiled).
+* ``.pb``: a frozen GraphDef run in a session; input and output tensors are
+  its placeholders and its unconsumed ops, or options ``inputs``/``outputs``
+  (tensor names such as ``"input_1:0"``).
+
+Precision (``BackendOptions.precision``):
+
+* ``fp32`` / ``None``: the model as saved.
+* ``fp16``: Grappler's *auto mixed precision* graph rewrite: on an NVIDIA GPU
+  (compute capability 7.0+), ops that are safe in float16 (convolutions,
+  matmuls and their neighbours) run in float16 with float32 inputs and outputs
+  kept; the model file is unchanged. It does nothing on a CPU (a warning says
+  so). Scores may differ slightly from fp32.
+* ``int8``: only through TF-TRT (option ``tf_trt``) with calibration done by
+  TensorRT; otherwise a ConfigError.
+
+Option ``tf_trt`` (SavedModel only) converts with TF-TRT
+(``TrtGraphConverterV2``, precision from ``precision``) into
+``tf_trt_dir`` (default: a temporary directory) and runs the result. It needs
+a TensorFlow built with TensorRT (``tf.sysconfig.get_build_info()
+["is_tensorrt_build"]``); otherwise BackendUnavailable. TF-TRT and GPU memory
+growth are UNTESTED here (CPU-only TensorFlow).
+
+GPU memory growth is switched on for every GPU, so several processes or
+instances can share one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from backends.base import Backend, ModelInfo, TensorSpec, require_module
+from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+EXTRA_OPTIONS = {
+    "signature": "SavedModel signature to run (default serving_default)",
+    "loader": "SavedModel loader: auto (tf2, then tf1 on failure), tf2 or tf1",
+    "inputs": "frozen graph: input tensor name (e.g. 'input_1:0')",
+    "outputs": "frozen graph: output tensor name",
+    "tf_trt": "convert the SavedModel with TF-TRT first (needs TensorFlow built with TensorRT)",
+    "tf_trt_dir": "where TF-TRT writes the converted SavedModel (default: a temporary directory)",
+}
+PRECISIONS = ("fp32", "fp16", "int8")
+LOADERS = ("auto", "tf2", "tf1")
+
+
+def guess_layout(shape: tuple[int, ...]) -> str | None:
+    if len(shape) == 3 and shape[-1] == 3:
+        return "NHWC"
+    if len(shape) == 3 and shape[0] == 3:
+        return "NCHW"
+    return None
+
+
+def _dims(shape) -> tuple[int, ...] | None:
+    """A TensorShape / TensorShapeProto as a tuple with -1 for unknown dims; None if unknown rank."""
+    if hasattr(shape, "unknown_rank"):  # TensorShapeProto
+        return None if shape.unknown_rank else tuple(int(d.size) for d in shape.dim)
+    if shape.rank is None:
+        return None
+    return tuple(-1 if d is None else int(d) for d in shape.as_list())
+
+
+class _SessionRunner:
+    """A TF1 graph-mode session fed by tensor name."""
+
+    def __init__(self, session, input_tensor, output_tensor):
+        self.session = session
+        self.input_tensor, self.output_tensor = input_tensor, output_tensor
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(self.output_tensor, {self.input_tensor: batch})
+
+    def close(self):
+        self.session.close()
+
+
+class _FunctionRunner:
+    """A TF2 concrete function or Keras model called eagerly."""
+
+    def __init__(self, tf, fn, input_key: str | None, output_key: str | None, device: str | None):
+        self.tf, self.fn, self.input_key, self.output_key, self.device = tf, fn, input_key, output_key, device
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        tf = self.tf
+        with tf.device(self.device) if self.device else _nullcontext():
+            x = tf.constant(batch)
+            out = self.fn(**{self.input_key: x}) if self.input_key else self.fn(x, training=False)
+        if isinstance(out, dict):
+            out = out[self.output_key]
+        elif isinstance(out, (list, tuple)):
+            out = out[0]
+        return out.numpy()
+
+    def close(self):
+        self.fn = None
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class TensorFlowBackend(Backend):
+    name = "tensorflow"
+    extra_name = "tensorflow"
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self._runner = None
+        self.loaded_with: str | None = None
+
+    # --- options -------------------------------------------------------------------
+    def _extra(self) -> dict[str, Any]:
+        extra = dict(self.options.extra)
+        unknown = sorted(set(extra) - set(EXTRA_OPTIONS))
+        if unknown:
+            raise ConfigError(f"tensorflow has no option {', '.join(unknown)}; accepted: {', '.join(EXTRA_OPTIONS)}")
+        if extra.get("loader", "auto") not in LOADERS:
+            raise ConfigError(f"tensorflow option loader={extra['loader']!r}; accepted: {', '.join(LOADERS)}")
+        precision = self.options.precision or "fp32"
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision '{precision}' for tensorflow; choose one of: {', '.join(PRECISIONS)}")
+        if precision == "int8" and not extra.get("tf_trt"):
+            raise ConfigError("tensorflow runs int8 only through TF-TRT (option tf_trt = true); "
+                              "choose fp32 or fp16, or give an already quantised model to another backend")
+        return extra
+
+    # --- load --------------------------------------------------------------------------
+    def load_impl(self, model_path):
+        extra = self._extra()
+        if not model_path:
+            raise ModelError("backend 'tensorflow' needs a model: pass --model PATH")
+        if not os.path.exists(model_path):
+            raise ModelError(f"model not found: {model_path}")
+        is_dir = os.path.isdir(model_path)
+        lower = model_path.lower()
+        if not is_dir and not lower.endswith((".keras", ".h5", ".pb")):
+            raise ModelError(f"backend 'tensorflow' cannot read {model_path}: expected a SavedModel directory "
+                             "or a file ending in .keras, .h5 or .pb")
+        if is_dir and not os.path.exists(os.path.join(model_path, "saved_model.pb")):
+            raise ModelError(f"{model_path} is a directory without saved_model.pb, so not a SavedModel")
+        tf = require_module("tensorflow", self.name, self.extra_name)
+        self._tf = tf
+        self._configure(tf)
+        if extra.get("tf_trt"):
+            if not is_dir:
+                raise ConfigError("tensorflow option tf_trt works on SavedModel directories only")
+            model_path = self._convert_tf_trt(tf, model_path, extra)
+        if is_dir:
+            spec_in, spec_out = self._load_saved_model(tf, model_path, extra)
+        elif lower.endswith(".pb"):
+            spec_in, spec_out = self._load_frozen_graph(tf, model_path, extra)
+        else:
+            spec_in, spec_out = self._load_keras(tf, model_path)
+        return self._model_info(spec_in, spec_out)
+
+    def _configure(self, tf) -> None:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError as exc:  # already initialised by an earlier load
+                log.debug("tensorflow: memory growth not changed for %s: %s", gpu.name, exc)
+        if self.options.threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(self.options.threads)
+            except RuntimeError as exc:
+                log.warning("tensorflow: cannot set threads=%d after TensorFlow started: %s",
+                            self.options.threads, exc)
+        self._device = self.options.device
+        if self._device:
+            names = [d.name for d in tf.config.list_logical_devices()]
+            wanted = self._device.upper().removeprefix("/DEVICE:")
+            if not any(n.upper().endswith("DEVICE:" + wanted) for n in names):
+                raise BackendUnavailable(f"tensorflow device '{self._device}' is not present; "
+                                         f"this TensorFlow sees: {', '.join(names)}")
+        self._gpus = tf.config.list_physical_devices("GPU")
+        fp16 = self.options.precision == "fp16"
+        if fp16 and not self._gpus:
+            log.warning("tensorflow: precision fp16 (auto mixed precision) acts on NVIDIA GPUs only; "
+                        "this run is float32 on the CPU")
+        # process-wide setting: set it both ways so an earlier fp16 load does not leak into this one
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision": fp16})
+
+    def _session_config(self, tf):
+        config = tf.compat.v1.ConfigProto()
+        config.gpu_options.allow_growth = True
+        if self.options.threads:
+            config.intra_op_parallelism_threads = self.options.threads
+        if self.options.precision == "fp16":
+            from tensorflow.core.protobuf import rewriter_config_pb2
+
+            config.graph_options.rewrite_options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+        if self._device and self._device.upper().startswith("CPU"):
+            config.device_count["GPU"] = 0
+        return config
+
+    def _load_saved_model(self, tf, path, extra):
+        signature = extra.get("signature", "serving_default")
+        loader = extra.get("loader", "auto")
+        if loader in ("auto", "tf2"):
+            try:
+                return self._load_tf2(tf, path, signature)
+            except ModelError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any restore failure: try the TF1 loader
+                if loader == "tf2":
+                    raise ModelError(f"tf.saved_model.load cannot load {path}: {type(exc).__name__}: {exc}") from exc
+                log.warning("tensorflow: tf.saved_model.load failed on %s (%s: %s); using the TF1 loader",
+                            path, type(exc).__name__, exc)
+        return self._load_tf1(tf, path, signature)
+
+    def _load_tf2(self, tf, path, signature):
+        model = tf.saved_model.load(path)
+        if signature not in model.signatures:
+            raise ModelError(f"SavedModel {path} has no signature '{signature}'; it has: "
+                             f"{', '.join(model.signatures) or 'none'}")
+        fn = model.signatures[signature]
+        inputs = fn.structured_input_signature[1]
+        outputs = fn.structured_outputs
+        (in_key, in_spec), = self._single(inputs, "input", path)
+        out_key = sorted(outputs)[0]
+        if len(outputs) > 1:
+            log.warning("tensorflow: %s has outputs %s; using '%s'", path, sorted(outputs), out_key)
+        self._model = model  # keep the trackable alive
+        self._runner = _FunctionRunner(tf, fn, in_key, out_key, self._device)
+        self.loaded_with = "tf.saved_model.load"
+        out = outputs[out_key]
+        return ((in_key, _dims(in_spec.shape), in_spec.dtype.as_numpy_dtype),
+                (out_key, _dims(out.shape), out.dtype.as_numpy_dtype))
+
+    def _load_tf1(self, tf, path, signature):
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph, config=self._session_config(tf))
+        try:
+            with graph.as_default():
+                meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        except Exception as exc:  # noqa: BLE001
+            session.close()
+            raise ModelError(f"TensorFlow cannot load the SavedModel {path}: {type(exc).__name__}: {exc}") from exc
+        if signature not in meta.signature_def:
+            session.close()
+            raise ModelError(f"SavedModel {path} has no signature '{signature}'; it has: "
+                             f"{', '.join(k for k in meta.signature_def if not k.startswith('__')) or 'none'}")
+        sig = meta.signature_def[signature]
+        (in_key, in_info), = self._single(sig.inputs, "input", path)
+        out_key = sorted(sig.outputs)[0]
+        out_info = sig.outputs[out_key]
+        self._runner = _SessionRunner(session, in_info.name, out_info.name)
+        self.loaded_with = "tf.compat.v1.saved_model.loader.load"
+        as_np = lambda enum: tf.dtypes.as_dtype(enum).as_numpy_dtype  # noqa: E731
+        return ((in_key, _dims(in_info.tensor_shape), as_np(in_info.dtype)),
+                (out_key, _dims(out_info.tensor_shape), as_np(out_info.dtype)))
+
+    def _load_frozen_graph(self, tf, path, extra):
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            with open(path, "rb") as f:
+                graph_def.ParseFromString(f.read())
+        except Exception as exc:  # noqa: BLE001 - protobuf DecodeError
+            raise ModelError(f"{path} is not a frozen TensorFlow GraphDef: {exc}") from exc
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        input_name = extra.get("inputs") or self._frozen_input(graph, path)
+        output_name = extra.get("outputs") or self._frozen_output(graph, path)
+        try:
+            x, y = graph.get_tensor_by_name(input_name), graph.get_tensor_by_name(output_name)
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"frozen graph {path}: {exc}") from exc
+        session = tf.compat.v1.Session(graph=graph, config=self._session_config(tf))
+        self._runner = _SessionRunner(session, x, y)
+        self.loaded_with = "GraphDef"
+        return ((x.name, _dims(x.shape), x.dtype.as_numpy_dtype), (y.name, _dims(y.shape), y.dtype.as_numpy_dtype))
+
+    @staticmethod
+    def _frozen_input(graph, path) -> str:
+        placeholders = [op for op in graph.get_operations() if op.type == "Placeholder"]
+        if len(placeholders) != 1:
+            raise ModelError(f"frozen graph {path} has {len(placeholders)} placeholders; name the input with "
+                             "backend option inputs (e.g. 'input_1:0')")
+        return placeholders[0].outputs[0].name
+
+    @staticmethod
+    def _frozen_output(graph, path) -> str:
+        consumed = {t.op.name for op in graph.get_operations() for t in op.inputs}
+        ends = [op for op in graph.get_operations()
+                if op.name not in consumed and op.outputs and op.type not in ("Const", "NoOp", "Placeholder")]
+        if len(ends) != 1:
+            raise ModelError(f"frozen graph {path} has {len(ends)} candidate outputs "
+                             f"({', '.join(op.name for op in ends[:5])}); name one with backend option outputs")
+        return ends[0].outputs[0].name
+
+    def _load_keras(self, tf, path):
+        try:
+            model = tf.keras.models.load_model(path, compile=False)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"Keras cannot load {path}: {type(exc).__name__}: {exc}") from exc
+        if len(model.inputs) != 1:
+            raise ModelError(f"{path} has {len(model.inputs)} inputs; the tensorflow backend runs single-input models")
+        x, y = model.inputs[0], model.outputs[0]
+
+        @tf.function(reduce_retracing=True)
+        def call(batch):
+            return model(batch, training=False)
+
+        self._model = model
+        self._runner = _FunctionRunner(tf, lambda batch, training=False: call(batch), None, None, self._device)
+        self.loaded_with = "tf.keras.models.load_model"
+        name = getattr(x, "name", "input")
+        return ((name, tuple(-1 if d is None else d for d in x.shape), np.dtype(x.dtype)),
+                (getattr(y, "name", "output"), tuple(-1 if d is None else d for d in y.shape), np.dtype(y.dtype)))
+
+    @staticmethod
+    def _single(mapping, what, path):
+        items = sorted(mapping.items())
+        if len(items) != 1:
+            raise ModelError(f"{path} has {len(items)} {what}s ({', '.join(k for k, _ in items)}); "
+                             "the tensorflow backend runs single-input models")
+        return items
+
+    def _convert_tf_trt(self, tf, path, extra) -> str:
+        if not tf.sysconfig.get_build_info().get("is_tensorrt_build"):
+            raise BackendUnavailable(
+                f"option tf_trt needs TensorFlow built with TensorRT; TensorFlow {tf.__version__} here is not "
+                "(install NVIDIA's TensorFlow container or a TF-TRT build)")
+        if not self._gpus:
+            raise BackendUnavailable("option tf_trt needs an NVIDIA GPU; TensorFlow sees none")
+        from tensorflow.python.compiler.tensorrt import trt_convert as trt
+
+        mode = {"fp32": trt.TrtPrecisionMode.FP32, "fp16": trt.TrtPrecisionMode.FP16,
+                "int8": trt.TrtPrecisionMode.INT8}[self.options.precision or "fp32"]
+        out = extra.get("tf_trt_dir") or tempfile.mkdtemp(prefix="tf_trt_")
+        converter = trt.TrtGraphConverterV2(input_saved_model_dir=path, precision_mode=mode,
+                                            use_calibration=False)
+        converter.convert()
+        converter.save(out)
+        log.info("tensorflow: TF-TRT (%s) SavedModel written to %s", mode, out)
+        return out
+
+    def _model_info(self, spec_in, spec_out) -> ModelInfo:
+        in_name, in_shape, in_dtype = spec_in
+        out_name, out_shape, out_dtype = spec_out
+        if in_shape is None or not in_shape or any(d < 0 for d in in_shape[1:]):
+            raise ModelError(f"the model input '{in_name}' has shape {in_shape}; a fixed per-sample shape "
+                             "(only the batch dimension unknown) is needed")
+        batch = in_shape[0]
+        self._fixed_batch = batch if batch > 0 else None
+        max_batch = batch if batch > 0 else max(1, self.options.max_batch_size)
+        sample = tuple(in_shape[1:])
+        out_sample = tuple(out_shape[1:]) if out_shape else ()
+        return ModelInfo(
+            inputs=(TensorSpec(in_name, sample, in_dtype, guess_layout(sample)),),
+            outputs=(TensorSpec(out_name, out_sample, out_dtype),),
+            max_batch_size=max_batch,
+            instances=max(1, self.options.instances or 1),
+        )
+
+    # --- predict --------------------------------------------------------------------------
+    def predict_impl(self, batch, instance):
+        n = len(batch)
+        if self._fixed_batch and n < self._fixed_batch:  # fixed-batch graph: pad and cut
+            padded = np.zeros((self._fixed_batch, *batch.shape[1:]), batch.dtype)
+            padded[:n] = batch
+            batch = padded
+        try:
+            out = self._runner(batch)
+        except Exception as exc:  # noqa: BLE001 - TensorFlow's own error types
+            raise BackendFailure(f"TensorFlow failed on a batch of {n}: {type(exc).__name__}: {exc}") from exc
+        return np.asarray(out)[:n]
+
+    def close_impl(self):
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    def version(self):
+        try:
+            import tensorflow as tf
+
+            return f"tensorflow {tf.__version__}"
+        except ImportError:
+            return "tensorflow (not installed)"
+
+    def describe(self):
+        out = super().describe()
+        out["loader"] = self.loaded_with
+        out["precision"] = self.options.precision or "fp32"
+        if self.options.extra.get("tf_trt"):
+            out["tf_trt"] = True
+        return out

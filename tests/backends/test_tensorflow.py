@@ -1,0 +1,160 @@
+"""TensorFlow backend on the real runtime (tensorflow-cpu) and the shared KWS SavedModel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.base import BackendOptions
+from sut.errors import BackendUnavailable, ConfigError, ModelError
+from tests.conftest import need_module, shared_path
+
+KWS_CLIPS = 300
+KWS_GOOD = 279  # /work/shared/README.md: kws_ref_model/ (SavedModel, TF 2.21 CPU) 93.000%
+
+
+def make(**kwargs):
+    from backends.tensorflow import TensorFlowBackend
+
+    extra = kwargs.pop("extra", {})
+    return TensorFlowBackend(BackendOptions(extra=extra, **kwargs))
+
+
+def test_import_needs_only_numpy():
+    import backends.tensorflow  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def tf():
+    return need_module("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def kws(tf):
+    path = shared_path("models", "kws", "kws_ref_model")
+    backend = make(max_batch_size=32)
+    info = backend.load(str(path))
+    yield backend, info, path
+    backend.close()
+
+
+def test_kws_saved_model_falls_back_to_tf1_loader(kws):
+    backend, info, _ = kws
+    assert backend.loaded_with == "tf.compat.v1.saved_model.loader.load"
+    assert info.input.name == "input_1" and info.input.shape == (49, 10, 1)
+    assert info.input.dtype == np.float32 and not info.input.quantized
+    assert info.output.name == "dense" and info.output.shape == (12,)
+    assert info.max_batch_size == 32 and info.batch_sizes is None and info.instances == 1
+    out = backend.predict(np.zeros((3, 49, 10, 1), np.float32))
+    assert out.shape == (3, 12) and out.dtype == np.float32
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)  # softmax head
+    assert backend.describe()["runtime"].startswith("tensorflow 2.")
+
+
+def test_kws_accuracy_on_speech_commands_mini(kws):
+    """All 300 clips through the project's MFCC front end: exactly the reference 279/300."""
+    from datasets.speech_commands import SpeechCommands
+
+    backend, info, _ = kws
+    dataset = SpeechCommands(str(shared_path("data", "speech-commands-mini")), None, {})
+    dataset.scan()
+    dataset.check_model(info)
+    assert len(dataset) == KWS_CLIPS
+    inputs = dataset.preprocessor(info.input).batch(dataset.sources)
+    assert inputs.shape == (KWS_CLIPS, 49, 10, 1) and inputs.dtype == np.float32
+    outputs = np.concatenate([backend.predict(inputs[i:i + 32]) for i in range(0, KWS_CLIPS, 32)])
+    responses = dataset.postprocess(outputs, info)
+    accuracy = dataset.score({i: r for i, r in enumerate(responses)})
+    assert (accuracy.good, accuracy.total) == (KWS_GOOD, KWS_CLIPS)
+    assert accuracy.line() == "accuracy=93.000%, good=279, total=300"
+
+
+def test_forced_tf2_loader_reports_model_error(kws):
+    _, _, path = kws
+    with pytest.raises(ModelError, match="tf.saved_model.load cannot load .*add_slot"):
+        make(extra={"loader": "tf2"}).load(str(path))
+
+
+def test_unknown_signature(kws):
+    _, _, path = kws
+    with pytest.raises(ModelError, match="no signature 'predict'; it has: serving_default"):
+        make(extra={"loader": "tf1", "signature": "predict"}).load(str(path))
+
+
+def test_frozen_graph_matches_saved_model(kws, tf, tmp_path):
+    backend, _, path = kws
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        output_op = meta.signature_def["serving_default"].outputs["dense"].name.split(":")[0]
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+            session, graph.as_graph_def(), [output_op])
+    pb = tmp_path / "kws_frozen.pb"
+    pb.write_bytes(frozen.SerializeToString())
+    x = np.random.default_rng(0).uniform(-30, 30, (4, 49, 10, 1)).astype(np.float32)
+    frozen_backend = make(max_batch_size=4)
+    info = frozen_backend.load(str(pb))
+    assert info.input.name == "serving_default_input_1:0" and info.input.shape == (49, 10, 1)
+    assert info.output.shape == (12,)
+    np.testing.assert_allclose(frozen_backend.predict(x), backend.predict(x), rtol=1e-5, atol=1e-6)
+    frozen_backend.close()
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_file(tf, tmp_path, suffix):
+    keras = tf.keras
+    inputs = keras.Input((6, 6, 3))
+    hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(5)(keras.layers.Flatten()(hidden))
+    model = keras.Model(inputs, outputs)
+    path = tmp_path / f"tiny{suffix}"
+    model.save(str(path))
+    backend = make(max_batch_size=8)
+    info = backend.load(str(path))
+    assert info.input.shape == (6, 6, 3) and info.input.layout == "NHWC" and info.output.shape == (5,)
+    assert info.max_batch_size == 8
+    x = np.random.default_rng(1).standard_normal((3, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(backend.predict(x), model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_fp16_on_cpu_runs_float32_with_a_warning(kws, caplog):
+    _, _, path = kws
+    backend = make(precision="fp16", extra={"loader": "tf1"})
+    with caplog.at_level("WARNING", logger="backends.tensorflow"):
+        backend.load(str(path))
+    assert "acts on NVIDIA GPUs only" in caplog.text
+    x = np.ones((1, 49, 10, 1), np.float32)
+    np.testing.assert_allclose(backend.predict(x), kws[0].predict(x), rtol=1e-6)
+    backend.close()
+
+
+def test_option_errors(tf, tmp_path):
+    path = str(shared_path("models", "kws", "kws_ref_model"))
+    with pytest.raises(ConfigError, match="no option tftrt; accepted: signature"):
+        make(extra={"tftrt": True}).load(path)
+    with pytest.raises(ConfigError, match="int8 only through TF-TRT"):
+        make(precision="int8").load(path)
+    with pytest.raises(ConfigError, match="loader='tf3'"):
+        make(extra={"loader": "tf3"}).load(path)
+    with pytest.raises(BackendUnavailable, match="option tf_trt needs TensorFlow built with TensorRT"):
+        make(extra={"tf_trt": True}).load(path)
+    with pytest.raises(BackendUnavailable, match="device 'GPU:0' is not present"):
+        make(device="GPU:0").load(path)
+
+
+def test_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="model not found"):
+        make().load(str(tmp_path / "missing"))
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"x")
+    with pytest.raises(ModelError, match="expected a SavedModel directory or a file ending in .keras, .h5 or .pb"):
+        make().load(str(tflite))
+    with pytest.raises(ModelError, match="without saved_model.pb"):
+        make().load(str(tmp_path))
+
+
+def test_bad_frozen_graph(tf, tmp_path):
+    pb = tmp_path / "bad.pb"
+    pb.write_bytes(b"\xff\xff not a graph")
+    with pytest.raises(ModelError, match="not a frozen TensorFlow GraphDef"):
+        make().load(str(pb))
