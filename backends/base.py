@@ -6,7 +6,7 @@ to know about the model (inputs, outputs, accepted batch sizes, how many
 predictions may run at once), ``predict`` runs a batch, ``close`` frees it.
 The harness never asks which backend it is.
 
-Runtimes are imported inside ``load`` (or helpers it calls), never at module
+Runtimes are imported when a backend is created or loaded, never at module
 import time, so ``import backends`` works with only NumPy installed.
 """
 

@@ -18,7 +18,7 @@ class NullBackend(Backend):
     def load_impl(self, model_path):
         extra = self.options.extra
         input_shape = tuple(extra.get("input_shape", (224, 224, 3)))
-        layout = extra.get("layout", "NHWC" if len(input_shape) == 3 else None)
+        layout = extra.get("layout", "NHWC" if len(input_shape) == 3 and input_shape[-1] == 3 else None)
         dtype = np.dtype(extra.get("input_dtype", "uint8"))
         quant = {"scale": 1 / 128, "zero_point": 128} if dtype == np.uint8 else {}
         classes = int(extra.get("classes", 1001))

@@ -28,7 +28,9 @@ def quantize_truncate(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """``dtype(x / scale + zero_point)`` with C's truncating cast and no clipping.
 
     This is how MLCommons Tiny made its keyword-spotting reference tensors;
-    reproducing them needs the same cast (values stay in range in practice).
+    reproducing them needs the same cast, including its wrap-around: loud
+    clips push the first MFCC coefficient past 127 and the official tensors
+    hold the wrapped value (e.g. 134 -> -122).
     """
     if spec.dtype.kind == "f":
         return x.astype(spec.dtype, copy=False)
