@@ -179,3 +179,27 @@ def test_options_override_the_model_quantisation():
 
 def test_native_throughput_is_positive():
     assert native_throughput(str(shared_path(*MOBILENET)), seconds=0.5) > 0
+
+
+# --- reference accuracy (OpenVINO CPU figures in ../shared/README.md), no LoadGen ----------
+MOBILENET_224 = ("models", "mobilenet", "mobilenet_v1_1.0_224_quant.tflite")
+
+
+@pytest.mark.parametrize("parts, data, expected", [
+    (MOBILENET, "imagenet-mini", "accuracy=57.308%, good=149, total=260"),
+    (MOBILENET_IR, "imagenet-mini", "accuracy=57.308%, good=149, total=260"),
+    (MOBILENET_224, "imagenet-mini", "accuracy=78.077%, good=203, total=260"),
+    (MOBILENET_224, "imagenet-fullres-mini", "accuracy=73.333%, good=22, total=30"),
+])
+def test_reference_accuracy(parts, data, expected):
+    imagenet = pytest.importorskip("datasets.imagenet", reason="the ImageNet dataset (datasets/imagenet.py) is not written yet")
+    backend, info = load(parts, instances=1)
+    dataset = imagenet.ImageNet(str(shared_path("data", data)), None, {"preprocessing": "mobilenet"})
+    dataset.scan()
+    dataset.check_model(info)
+    preprocess = dataset.preprocessor(info.input)
+    predictions = {}
+    for index, source in enumerate(dataset.sources):
+        outputs = backend.predict(preprocess(source)[None], 0)
+        predictions[index] = dataset.postprocess(outputs, info)[0]
+    assert dataset.score(predictions).line() == expected
