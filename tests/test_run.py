@@ -1,0 +1,108 @@
+"""``run.py`` end to end with the real LoadGen: the demo, every scenario, and
+what a user sees when something is wrong."""
+
+import json
+import time
+
+import pytest
+
+from tests.helpers import NULL_AS_DEMO, run_cli, run_dirs
+
+SCENARIOS = ["SingleStream", "MultiStream", "Offline", "Server"]
+
+
+def test_demo_accuracy_is_perfect_and_performance_valid(tmp_path):
+    proc = run_cli("--profile", "demo", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy=100.000%, good=60, total=60" in proc.stdout
+    assert "result    : VALID" in proc.stdout
+    (run,) = run_dirs(tmp_path)
+    assert not run.name.endswith((".partial", ".failed"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["profile"] == "demo" and config["response_dtype"] == "float32"
+    scenario = next(run.glob("*/synthetic/SingleStream"))
+    assert (scenario / "accuracy" / "accuracy.txt").read_text().startswith("accuracy=100.000%")
+    assert "Result is : VALID" in (scenario / "performance/run_1/mlperf_log_summary.txt").read_text()
+    assert (run / "summary.txt").read_text() in proc.stdout
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_null_backend_every_scenario_valid(tmp_path, scenario):
+    proc = run_cli("--profile", "demo", *NULL_AS_DEMO, "--mode", "performance", "--quick",
+                   "--scenario", scenario, "--max-batchsize", "4", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "result    : VALID" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("fault", ["RaisingBackend", "HangingBackend"])
+def test_backend_fault_ends_run_with_clear_error(tmp_path, scenario, fault):
+    mode = "accuracy" if scenario == "MultiStream" else "performance"
+    start = time.monotonic()
+    proc = run_cli("--profile", "demo", *NULL_AS_DEMO[2:], "--backend", f"tests.sut.faulty_backend:{fault}",
+                   "--scenario", scenario, "--mode", mode, "--quick", "--sample-timeout", "1",
+                   tmp_path=tmp_path, timeout=60, env={"FAULT_AFTER": "20"})
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 6, (proc.stdout, proc.stderr)
+    last = proc.stderr.strip().splitlines()[-1]
+    expected = "injected failure on call 21" if fault == "RaisingBackend" else "no answer for"
+    assert last.startswith("error: ") and expected in last, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 30
+    (run,) = run_dirs(tmp_path)
+    assert run.name.endswith((".failed", ".partial")), run.name  # never looks complete
+
+
+def test_fault_during_warm_up_is_reported(tmp_path):
+    proc = run_cli("--profile", "demo", *NULL_AS_DEMO[2:], "--backend", "tests.sut.faulty_backend:RaisingBackend",
+                   tmp_path=tmp_path, env={"FAULT_AFTER": "0"})
+    assert proc.returncode == 6
+    assert "failed during warm-up: RuntimeError: injected failure on call 1" in proc.stderr
+
+
+def test_wrong_result_count_fails(tmp_path):
+    proc = run_cli("--profile", "demo", *NULL_AS_DEMO[2:], "--backend", "tests.sut.faulty_backend:WrongCountBackend",
+                   "--scenario", "Offline", "--mode", "performance", "--quick", "--max-batchsize", "4",
+                   tmp_path=tmp_path, env={"FAULT_AFTER": "20"})
+    assert proc.returncode == 6
+    assert "results for" in proc.stderr
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--profile", "nope"], 2, "error: unknown profile 'nope'; choose one of:"),
+    (["--profile", "mobilenet_tflite", "--model", "/nonexistent/m.tflite", "--dataset-path", "{data}"],
+     3, "error: model file not found: /nonexistent/m.tflite"),
+    (["--profile", "demo", "--backend", "nope"], 2, "error: unknown backend 'nope'"),
+    (["--profile", "demo", "--count", "0"], 2, "error: 'count' must be at least 1"),
+    (["--profile", "demo", "--count", "1000"], 4, "asks for more samples than"),
+    (["--profile", "demo", "--user-conf", "/nonexistent/user.conf"], 2, "error: user.conf not found"),
+    (["--profile", "mobilenet_tflite", "--model", "x.tflite", "--dataset-path", "/nonexistent/imagenet"],
+     4, "/nonexistent/imagenet"),
+])
+def test_user_mistakes_give_one_line_and_exit_code(tmp_path, args, code, message):
+    args = [a.replace("{data}", str(tmp_path)) for a in args]
+    proc = run_cli(*args, tmp_path=tmp_path)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_earlier_results_are_never_overwritten(tmp_path):
+    for _ in range(2):
+        proc = run_cli("--profile", "demo", *NULL_AS_DEMO, "--mode", "performance", "--quick", tmp_path=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    assert len(run_dirs(tmp_path)) == 2
+
+
+def test_help_and_listing(tmp_path):
+    proc = run_cli("--help", tmp_path=tmp_path)
+    assert proc.returncode == 0 and "--samples-per-query" in proc.stdout and "examples:" in proc.stdout
+    proc = run_cli("--list-profiles", tmp_path=tmp_path)
+    assert "mobilenet_tflite" in proc.stdout and "backends: null" in proc.stdout
+
+
+def test_show_config_prints_the_merged_layers(tmp_path):
+    proc = run_cli("--profile", "mobilenet_tflite", "--scenario", "Offline", "--show-config", tmp_path=tmp_path)
+    config = json.loads(proc.stdout)
+    assert config["backend"] == "litert" and config["scenario"] == "Offline"
