@@ -114,6 +114,16 @@ class _FunctionRunner:
         self.fn = None
 
 
+def _silence_deprecation():
+    """Hide TF's "loader.load is deprecated" notice: using the TF1 loader is deliberate here."""
+    try:
+        from tensorflow.python.util import deprecation
+
+        return deprecation.silence()
+    except (ImportError, AttributeError):
+        return _nullcontext()
+
+
 class _nullcontext:
     def __enter__(self):
         return None
@@ -254,7 +264,7 @@ class TensorFlowBackend(Backend):
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=self._session_config(tf))
         try:
-            with graph.as_default():
+            with graph.as_default(), _silence_deprecation():
                 meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
         except Exception as exc:  # noqa: BLE001
             session.close()

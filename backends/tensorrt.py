@@ -170,11 +170,12 @@ class TensorRTBackend(Backend):
             log.warning("tensorrt: %s has a fixed batch of %d; max_batch_size %d is not used",
                         model_path, batch_dim, max_batch)
 
-        qdq = None
-        if precision == "int8":
-            qdq = te.onnx_has_qdq(model_path)
-            if qdq is None:
-                qdq = te.network_has_qdq(trt, network)
+        qdq = te.onnx_has_qdq(model_path)
+        if qdq is None:
+            qdq = te.network_has_qdq(trt, network)
+        if qdq and precision != "int8":
+            log.info("tensorrt: %s is quantised (Q/DQ nodes): its quantised layers run in INT8, "
+                     "the rest in %s", model_path, precision)
         model_sha = te.file_sha256(model_path)
         cache_root = Path(extra.get("engine_cache") or default_cache_root())
         calibration_path = Path(extra.get("calibration_cache") or cache_root / f"{model_sha[:24]}.calib")
@@ -184,7 +185,7 @@ class TensorRTBackend(Backend):
             precision=precision, profiles=profiles,
             workspace_bytes=workspace * (1 << 20) if workspace else None,
             dla_core=extra.get("dla_core"), gpu_fallback=bool(extra.get("gpu_fallback", True)),
-            calibrated=calibrated,
+            calibrated=calibrated, qdq=bool(qdq),
         )
         gpu = (cuda.device_name(), cuda.compute_capability())
 

@@ -46,6 +46,7 @@ class BuildSettings:
     dla_core: int | None = None
     gpu_fallback: bool = True
     calibrated: bool = False  # int8 from a calibration table (False for QDQ models)
+    qdq: bool = False  # the model holds Q/DQ nodes: INT8 is on whatever the precision
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -179,11 +180,13 @@ def build_serialized(trt, builder, network, settings: BuildSettings, calibrator=
     if settings.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     elif settings.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
         # layers TensorRT cannot run in INT8 fall back to FP16 rather than FP32
         config.set_flag(trt.BuilderFlag.FP16)
         if calibrator is not None:
             config.int8_calibrator = calibrator
+    if settings.precision == "int8" or settings.qdq:
+        # explicit quantisation (Q/DQ nodes) needs the INT8 flag at any precision
+        config.set_flag(trt.BuilderFlag.INT8)
     if settings.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(settings.dla_core)

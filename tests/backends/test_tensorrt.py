@@ -327,6 +327,14 @@ def test_int8_qdq_model_needs_no_calibrator(fakes, tmp_path):
     np.testing.assert_allclose(backend.predict(x), xq @ WEIGHTS, rtol=1e-5)
 
 
+def test_qdq_model_at_fp16_keeps_int8_flag(fakes, tmp_path):
+    trt_state, _ = fakes
+    make(tmp_path, precision="fp16").load(write_model(tmp_path / "qdq.onnx", qdq=True))
+    assert trt_state.builds[-1]["flags"] == {"FP16", "INT8"} and not trt_state.builds[-1]["calibrator"]
+    make(tmp_path).load(write_model(tmp_path / "plain.onnx"))
+    assert trt_state.builds[-1]["flags"] == set()
+
+
 def test_qdq_detection(tmp_path, monkeypatch):
     from backends import tensorrt_engine as te
 
