@@ -24,6 +24,7 @@ what this code passes to them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -165,7 +166,7 @@ class TensorRTBackend(Backend):
                 opt = min(max_batch, extra.get("opt_batch") or max_batch) or 1
                 profiles = ((1, opt, max_batch),) * instances
             else:
-                profiles = ((max_batch, max_batch, max_batch),)
+                profiles = ((max_batch, max_batch, max_batch),) * instances
         elif max_batch > batch_dim:
             log.warning("tensorrt: %s has a fixed batch of %d; max_batch_size %d is not used",
                         model_path, batch_dim, max_batch)
@@ -193,7 +194,7 @@ class TensorRTBackend(Backend):
             ident = te.engine_identity(model_sha, settings, str(trt.__version__), *gpu)
             if calibrated:
                 table = calibration_path.read_bytes() if calibration_path.exists() else b""
-                ident["calibration_sha256"] = te.hashlib.sha256(table).hexdigest()
+                ident["calibration_sha256"] = hashlib.sha256(table).hexdigest()
             return ident
 
         cache = te.EngineCache(cache_root)

@@ -73,7 +73,8 @@ def make_calibrator(trt, cuda, batches: Batches | None, input_name: str, input_d
             self.cache_path = Path(cache_path)
             self.dtype = np.dtype(input_dtype)
             self.batches_used = 0
-            self._stream = stream if stream is not None else cuda.stream_create()
+            self._own_stream = stream is None
+            self._stream = cuda.stream_create() if stream is None else stream
             self._device_ptr = None
             self._nbytes = 0
             self._iter = _iterate(batches) if batches is not None else iter(())
@@ -129,8 +130,12 @@ def make_calibrator(trt, cuda, batches: Batches | None, input_name: str, input_d
             return batch
 
         def release(self):
+            """Free the device buffer (and the stream made here) once the build is over."""
             if self._device_ptr is not None:
                 cuda.free(self._device_ptr)
                 self._device_ptr = None
+            if self._own_stream and self._stream is not None:
+                cuda.stream_destroy(self._stream)
+                self._stream = None
 
     return EntropyCalibrator()

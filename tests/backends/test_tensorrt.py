@@ -153,9 +153,9 @@ def test_fixed_batch_pads(fakes, tmp_path):
 
 def test_dynamic_batch_off_builds_one_size(fakes, tmp_path, model):
     trt_state, _ = fakes
-    backend = make(tmp_path, max_batch_size=8, dynamic_batch=False)
+    backend = make(tmp_path, max_batch_size=8, dynamic_batch=False, instances=2)
     backend.load(model)
-    assert trt_state.builds[-1]["profiles"] == [{"x": ((8, 4), (8, 4), (8, 4))}]
+    assert trt_state.builds[-1]["profiles"] == [{"x": ((8, 4), (8, 4), (8, 4))}] * 2
     x = np.full((2, 4), 2, np.float32)
     np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, rtol=1e-6)
     assert trt_state.executions[-1]["batch"] == 8
@@ -281,6 +281,8 @@ def test_int8_calibration_and_table_reuse(fakes, tmp_path, model):
     tables = list((tmp_path / "engines").glob("*.calib"))
     assert len(tables) == 1 and f"x: {peak:.6f}" in tables[0].read_text()
     np.testing.assert_allclose(backend.predict(batches[0]), batches[0] @ WEIGHTS, rtol=1e-6)
+    backend.close()
+    assert not fakes[1].device_mem and not fakes[1].streams, "calibration buffer or stream leaked"
 
     # the table is reused: no batches needed, and the engine comes from the cache
     backend = make(tmp_path, precision="int8")
@@ -379,3 +381,112 @@ def test_real_tensorrt_on_gpu(tmp_path):
         pytest.skip(str(exc))
     out = backend.predict(np.zeros((1, *info.input.shape), info.input.dtype))
     assert out.shape == (1, 1001)
+
+
+# --- PyCUDA binding ------------------------------------------------------------------------------
+
+def fake_pycuda_driver(devices=1):
+    """Just enough of ``pycuda.driver`` (documented API) for backends.cuda_memory.PyCuda."""
+    import ctypes
+    import types
+
+    drv = types.ModuleType("pycuda.driver")
+    drv.pushed = []
+
+    class Allocation:
+        def __init__(self, n):
+            self.buf = (ctypes.c_ubyte * n)()
+
+        def __int__(self):
+            return ctypes.addressof(self.buf)
+
+        def free(self):
+            self.buf = None
+
+    class Context:
+        @staticmethod
+        def pop():
+            drv.pushed.pop()
+
+    class PrimaryContext:
+        def push(self):
+            drv.pushed.append(self)
+
+    class Device:
+        def __init__(self, i):
+            self.i = i
+
+        @staticmethod
+        def count():
+            return devices
+
+        def name(self):
+            return "Fake Orin"
+
+        def compute_capability(self):
+            return (8, 7)
+
+        def retain_primary_context(self):
+            return PrimaryContext()
+
+    class Stream:
+        handle = 0x77
+
+        def synchronize(self):
+            assert drv.pushed, "no context current"
+
+    def need_context(fn):
+        def wrapped(*args):
+            assert drv.pushed, f"{fn.__name__} without a current context"
+            return fn(*args)
+        return wrapped
+
+    drv.init = lambda: None
+    drv.Device, drv.Context, drv.Stream = Device, Context, Stream
+    drv.mem_alloc = need_context(Allocation)
+    drv.pagelocked_empty = need_context(lambda shape, dtype: np.zeros(shape, dtype))
+    drv.memcpy_htod_async = need_context(lambda dst, src, stream: ctypes.memmove(dst, src.ctypes.data, src.nbytes))
+    drv.memcpy_dtoh_async = need_context(lambda dst, src, stream: ctypes.memmove(dst.ctypes.data, src, dst.nbytes))
+    return drv
+
+
+def test_pycuda_binding(monkeypatch):
+    import sys
+    import types
+
+    from backends.cuda_memory import open_cuda
+
+    drv = fake_pycuda_driver()
+    package = types.ModuleType("pycuda")
+    package.driver = drv
+    monkeypatch.setitem(sys.modules, "pycuda", package)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    cuda = open_cuda(0, prefer="pycuda")
+    assert cuda.binding == "pycuda" and cuda.device_name() == "Fake Orin" and cuda.compute_capability() == (8, 7)
+    host = cuda.host_empty((2, 3), np.float32)
+    host.array[:] = np.arange(6).reshape(2, 3)
+    back = cuda.host_empty((2, 3), np.float32)
+    stream = cuda.stream_create()
+    ptr = cuda.malloc(host.nbytes)
+    cuda.copy_to_device_async(ptr, host.array, stream)
+    cuda.copy_to_host_async(back.array, ptr, stream)
+    cuda.stream_sync(stream)
+    np.testing.assert_array_equal(back.array, host.array)
+    assert cuda.stream_handle(stream) == 0x77 and drv.pushed == []  # every push was popped
+    cuda.free(ptr)
+
+    package.driver = fake_pycuda_driver(devices=0)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", package.driver)
+    with pytest.raises(BackendUnavailable, match="no CUDA GPU found"):
+        open_cuda(0, prefer="pycuda")
+
+
+def test_no_cuda_binding_at_all(monkeypatch):
+    import sys
+
+    from backends.cuda_memory import open_cuda
+
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda", "pycuda.driver"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(BackendUnavailable, match="neither cuda-python .* nor pycuda is installed"):
+        open_cuda(0)
