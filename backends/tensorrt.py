@@ -138,6 +138,9 @@ class TensorRTBackend(Backend):
         precision = self.options.precision or "fp32"
         if precision not in te.PRECISIONS:
             raise ConfigError(f"unknown precision '{precision}' for tensorrt; choose one of: {', '.join(te.PRECISIONS)}")
+        if extra.get("dla_core") is not None and precision == "fp32":
+            raise ConfigError(f"tensorrt option dla_core={extra['dla_core']} needs precision fp16 or int8 "
+                              "(DLA cores have no FP32 kernels)")
         check_model_file(model_path, (".onnx",), self.name)
         trt = require_module("tensorrt", self.name, self.extra_name)
         self._trt = trt

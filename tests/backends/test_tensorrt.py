@@ -168,6 +168,8 @@ def test_dla_flags(fakes, tmp_path, model):
     assert build["device"] == "DLA" and build["dla_core"] == 1
     assert build["flags"] == {"FP16", "GPU_FALLBACK"}
     assert trt_state.runtime_dla_core == 1
+    with pytest.raises(ConfigError, match="dla_core=0 needs precision fp16 or int8"):
+        make(tmp_path, dla_core=0).load(model)
 
 
 def test_instances_get_own_context_stream_and_profile(fakes, tmp_path, model):
