@@ -1,0 +1,286 @@
+"""Backend efficiency: our harness vs each CPU runtime called directly.
+
+For every installed CPU runtime and each shared MobileNet file it can run,
+with the same runtime threads and model instances on both sides:
+
+* Offline samples/s through ``sut.runner.run_test`` vs the runtime's own best
+  plain loop (one Python thread per instance calling the runtime on its own
+  interpreter/session/request; OpenVINO with several instances: its
+  ``AsyncInferQueue``), target ours/direct >= 0.95;
+* SingleStream p90 through LoadGen vs the p90 of timing single calls to the
+  runtime, target within 5%.
+
+A third column, ``backend.predict`` called in a plain loop, separates the
+backend wrapper's cost from the SUT's. Inputs are random samples of the
+model's own input dtype/shape in a ``SampleStore`` (speed does not depend on
+image content). Medians of ``--repeats`` runs, each side interleaved.
+
+    .venv/bin/python -m benchmarks.backend_efficiency [--quick] [--repeats N]
+        [--runtime litert] [--config 2x1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.harness_overhead import (SHARED, ArrayDataset, config, median, random_store,  # noqa: E402
+                                         ratio, run_ours, table)
+
+log = logging.getLogger(__name__)
+
+MOBILENET = SHARED / "models" / "mobilenet"
+MODELS = {
+    "litert": ["mobilenet_v1_1.0_224_quant.tflite", "mobilenet_v1_0.25_128_quant.tflite"],
+    "onnxruntime": ["mobilenet_v1_1.0_224_quant_qdq_nchw.onnx"],
+    "openvino": ["mobilenet_v1_1.0_224_quant.tflite", "mobilenet_v1_0.25_128_quant.tflite",
+                 "openvino_ir/mobilenet_v1_0.25_128_quant.xml"],
+}
+SAMPLES = 32
+
+
+# --- the runtimes called directly ------------------------------------------------------
+# Each maker returns a list (one per instance) of ``predict(x) -> output`` callables
+# built the way the runtime's own examples do, with the harness's thread count.
+
+def direct_litert(path: str, threads: int, instances: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    calls = []
+    for _ in range(instances):
+        kwargs = {"num_threads": threads} if threads > 0 else {}
+        interp = Interpreter(model_path=path, **kwargs)
+        interp.allocate_tensors()
+        i_in, i_out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+
+        def call(x, interp=interp, i_in=i_in, i_out=i_out):
+            interp.set_tensor(i_in, x)
+            interp.invoke()
+            return interp.get_tensor(i_out)
+        calls.append(call)
+    return calls
+
+
+def direct_onnxruntime(path: str, threads: int, instances: int):
+    import onnxruntime as ort
+
+    calls = []
+    for _ in range(instances):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        feed, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
+        calls.append(lambda x, sess=sess, feed=feed, out=out: sess.run(out, {feed: x})[0])
+    return calls
+
+
+def _openvino_compiled(path: str, threads: int, instances: int):
+    import openvino as ov
+
+    core = ov.Core()
+    props = {"INFERENCE_PRECISION_HINT": "f32"}
+    if threads > 0:
+        props["INFERENCE_NUM_THREADS"] = threads
+    core.set_property("CPU", props)
+    config = {"PERFORMANCE_HINT": "LATENCY" if instances == 1 else "THROUGHPUT"}
+    if instances > 1:
+        config["PERFORMANCE_HINT_NUM_REQUESTS"] = instances
+    return ov, core.compile_model(core.read_model(path), "CPU", config)
+
+
+def direct_openvino(path: str, threads: int, instances: int):
+    ov, compiled = _openvino_compiled(path, threads, instances)
+    calls = []
+    for _ in range(instances):
+        request = compiled.create_infer_request()
+
+        def call(x, request=request):
+            request.infer({0: x}, share_inputs=True)
+            return request.get_output_tensor(0).data
+        calls.append(call)
+    return calls
+
+
+def openvino_async_rate(path: str, threads: int, instances: int, rows: np.ndarray, seconds: float) -> float:
+    """OpenVINO's own best throughput loop: an AsyncInferQueue of ``instances`` jobs."""
+    ov, compiled = _openvino_compiled(path, threads, instances)
+    queue = ov.AsyncInferQueue(compiled, instances)
+    done, n = 0, len(rows)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        queue.start_async({0: rows[done % n:done % n + 1]}, share_inputs=True)
+        done += 1
+    queue.wait_all()
+    return done / (time.perf_counter() - start)
+
+
+DIRECT = {"litert": direct_litert, "onnxruntime": direct_onnxruntime, "openvino": direct_openvino}
+
+
+def loop_rate(calls, rows: np.ndarray, seconds: float) -> float:
+    """Samples/s of one thread per callable, each looping over single-sample views."""
+    counts = [0] * len(calls)
+    n = len(rows)
+    stop = time.perf_counter() + seconds
+
+    def work(k, call):
+        i = k
+        while time.perf_counter() < stop:
+            call(rows[i % n:i % n + 1])
+            i += 1
+        counts[k] = i - k
+
+    for call in calls:
+        call(rows[:1])  # warm
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(k, c)) for k, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def latency_p90(call, rows: np.ndarray, seconds: float, min_calls: int = 64) -> float:
+    """p90 seconds of single calls (the runtime's own single-sample latency)."""
+    n, times = len(rows), []
+    call(rows[:1])
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < seconds:
+        x = rows[len(times) % n:len(times) % n + 1]
+        t0 = time.perf_counter()
+        call(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.percentile(times, 90))
+
+
+# --- one runtime x model x config ----------------------------------------------------------
+
+@dataclasses.dataclass
+class Row:
+    runtime: str
+    model: str
+    config: str
+    direct_rate: float | None = None
+    predict_rate: float | None = None
+    ours_rate: float | None = None
+    direct_p90: float | None = None
+    ours_p90: float | None = None
+    note: str = ""
+
+
+def measure_one(runtime: str, model_file: str, threads: int, instances: int, seconds: float, repeats: int,
+                workdir: Path) -> Row:
+    import backends
+    from backends.base import BackendOptions
+    from sut import runner
+
+    path = str(MOBILENET / model_file)
+    row = Row(runtime, model_file, f"{threads}x{instances}")
+    backend = backends.create(runtime, BackendOptions(threads=threads, instances=instances))
+    with backend:
+        info = backend.load(path)
+        store = random_store(info.input, SAMPLES)
+        rows = np.ascontiguousarray(store.data)
+        dataset = ArrayDataset(SAMPLES, label_offset=1)
+        direct = DIRECT[runtime](path, threads, instances)
+        estimate = runner.warm_up(backend, info, store, 8, timeout_s=60)
+        predict_calls = [lambda x, k=k: backend.predict(x, k) for k in range(info.instances)]
+        d_rate, p_rate, o_rate, d_p90, o_p90 = [], [], [], [], []
+        for _ in range(repeats):
+            if runtime == "openvino" and instances > 1:
+                d_rate.append(openvino_async_rate(path, threads, instances, rows, seconds))
+            else:
+                d_rate.append(loop_rate(direct, rows, seconds))
+            p_rate.append(loop_rate(predict_calls, rows, seconds))
+            cfg = config("Offline", min_duration_ms=int(seconds * 1000), min_query_count=1,
+                         target_qps=d_rate[-1], threads=threads, instances=instances)
+            o_rate.append(run_ours(cfg, backend, info, dataset, store, workdir).samples_per_s)
+            d_p90.append(latency_p90(direct[0], rows, seconds))
+            cfg = config("SingleStream", min_duration_ms=int(seconds * 1000), min_query_count=64,
+                         target_latency_ms=d_p90[-1] * 1e3 * 0.5, threads=threads, instances=instances)
+            run = run_ours(cfg, backend, info, dataset, store, workdir)
+            o_p90.append(run.p90_us / 1e6 if run.p90_us else None)
+            if not run.valid:
+                row.note = "SingleStream INVALID in a run"
+        del estimate
+    row.direct_rate, row.predict_rate, row.ours_rate = median(d_rate), median(p_rate), median(o_rate)
+    row.direct_p90, row.ours_p90 = median(d_p90), median(o_p90)
+    return row
+
+
+def installed(runtime: str) -> str | None:
+    """None when usable, else why not."""
+    import backends
+    from backends.base import BackendOptions
+    from sut.errors import HarnessError
+
+    try:
+        backends.create(runtime, BackendOptions())
+    except (HarnessError, ImportError) as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def measure(quick: bool = False, repeats: int | None = None, runtimes=None, configs=None) -> str:
+    seconds = 1.0 if quick else 1.5
+    repeats = repeats or (1 if quick else 3)
+    configs = configs or (["2x1"] if quick else ["2x1", "1x2"])
+    runtimes = runtimes or list(MODELS)
+    out_rows, skipped = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-backend-") as tmp:
+        for runtime in runtimes:
+            why = installed(runtime)
+            if why:
+                skipped.append(f"{runtime}: {why}")
+                continue
+            for model_file in MODELS[runtime]:
+                if not (MOBILENET / model_file).exists():
+                    skipped.append(f"{runtime} {model_file}: not in {MOBILENET}")
+                    continue
+                for cfg in configs:
+                    threads, instances = (int(v) for v in cfg.split("x"))
+                    r = measure_one(runtime, model_file, threads, instances, seconds, repeats, Path(tmp))
+                    out_rows.append([
+                        r.runtime, r.model.replace("mobilenet_v1_", "").replace("openvino_ir/", "IR "),
+                        r.config, r.direct_rate, r.predict_rate, r.ours_rate, ratio(r.ours_rate, r.direct_rate),
+                        None if r.direct_p90 is None else r.direct_p90 * 1e3,
+                        None if r.ours_p90 is None else r.ours_p90 * 1e3,
+                        ratio(r.ours_p90, r.direct_p90), r.note])
+    title = (f"Backend efficiency: ours vs the runtime called directly, random inputs "
+             f"(median of {repeats}; threads x instances; 2 shared cores, noisy)\n"
+             "targets: Offline ours/direct >= 0.95; SingleStream p90 ours/direct <= 1.05")
+    text = table(title, ["runtime", "model", "thr x inst", "direct/s", "predict/s", "ours/s", "ours/direct",
+                         "direct p90 ms", "ours p90 ms", "ours/direct", "note"], out_rows)
+    if skipped:
+        text += "not measured: " + "; ".join(skipped) + "\n"
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="one repeat, one config (2 threads x 1 instance)")
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--runtime", action="append", choices=list(MODELS))
+    p.add_argument("--config", action="append", help="THREADSxINSTANCES, e.g. 2x1 (repeatable)")
+    args = p.parse_args(argv)
+    print(measure(args.quick, args.repeats, args.runtime, args.config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
