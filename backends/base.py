@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -119,6 +119,10 @@ class BackendOptions:
     ``max_batch_size``: largest batch the harness will ask for.
     ``device``: backend-specific device string (``"usb:0"``, ``"CPU"``, ...).
     ``precision``: ``"fp32"``, ``"fp16"``, ``"int8"`` or ``None`` (model's own).
+    ``cache_dir``: where a backend may keep compiled artifacts (engines).
+    ``calibration``: ``f(spec) -> iterable of equal-sized input batches`` made
+    by the dataset for ``spec``; backends that calibrate (int8) call it
+    during ``load``, others ignore it. Preprocessing happens only if called.
     """
 
     threads: int = 0
@@ -127,6 +131,8 @@ class BackendOptions:
     device: str | None = None
     precision: str | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    cache_dir: str | None = None
+    calibration: Callable[[TensorSpec], Iterable[np.ndarray]] | None = None
 
 
 class Backend(abc.ABC):

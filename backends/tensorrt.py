@@ -181,7 +181,8 @@ class TensorRTBackend(Backend):
             log.info("tensorrt: %s is quantised (Q/DQ nodes): its quantised layers run in INT8, "
                      "the rest in %s", model_path, precision)
         model_sha = te.file_sha256(model_path)
-        cache_root = Path(extra.get("engine_cache") or default_cache_root())
+        cache_root = Path(extra.get("engine_cache") or (
+            Path(self.options.cache_dir) / "tensorrt" if self.options.cache_dir else default_cache_root()))
         calibration_path = Path(extra.get("calibration_cache") or cache_root / f"{model_sha[:24]}.calib")
         calibrated = precision == "int8" and not qdq
         workspace = extra.get("workspace_mb")
@@ -220,6 +221,9 @@ class TensorRTBackend(Backend):
 
         calibrator = None
         if calibrated:
+            if self._calibration is None and self.options.calibration is not None:
+                spec = _calibration_spec(first, trt)
+                self._calibration = lambda: self.options.calibration(spec)
             if self._calibration is None and not calibration_path.exists():
                 raise ConfigError(
                     f"int8 for {model_path} needs calibration: the model has no Q/DQ nodes and there is no "
@@ -386,3 +390,10 @@ class TensorRTBackend(Backend):
             out.update({"engine": str(self.engine_path), "engine_from_cache": self.engine_from_cache,
                         "build": self.settings.describe()})
         return out
+
+
+def _calibration_spec(tensor, trt) -> TensorSpec:
+    """The per-sample input a calibration batch must hold (float, model layout)."""
+    shape = tuple(int(d) for d in tensor.shape)[1:]
+    layout = "NCHW" if len(shape) == 3 and shape[0] == 3 else "NHWC" if len(shape) == 3 and shape[-1] == 3 else None
+    return TensorSpec(tensor.name, shape, trt.nptype(tensor.dtype), layout)

@@ -60,6 +60,8 @@ class Dataset(abc.ABC):
             )
         self.sources: list[str] = []
         self.labels: list[int] = []
+        #: where the dataset may write files it derives (None: keep to memory/defaults)
+        self.cache_root = None
 
     # --- index ------------------------------------------------------------
     @abc.abstractmethod
@@ -84,7 +86,7 @@ class Dataset(abc.ABC):
             self.sources = self.sources[: self.count]
             self.labels = self.labels[: self.count]
 
-    def default_model(self, cache_root) -> str | None:
+    def default_model(self) -> str | None:
         """A model that goes with this dataset when the user names none (demo)."""
         return None
 

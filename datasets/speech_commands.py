@@ -130,7 +130,8 @@ class SpeechCommands(Dataset):
     def _silence_dir(self) -> Path:
         from datasets.cache import DEFAULT_CACHE_DIR
 
-        return Path(self.options.get("silence_dir") or DEFAULT_CACHE_DIR / "speech_commands_silence")
+        root = Path(self.cache_root or DEFAULT_CACHE_DIR)
+        return Path(self.options.get("silence_dir") or root / "speech_commands_silence")
 
     # --- model fit ----------------------------------------------------------
     def check_model(self, info: ModelInfo) -> None:

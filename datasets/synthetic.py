@@ -128,15 +128,15 @@ class SyntheticImages(ImageNet):
         options = {"preprocessing": "mobilenet", **(options or {})}
         super().__init__(path, count, options)
 
-    def _directory(self, cache_root) -> Path:
+    def _directory(self) -> Path:
         if self.path:
             return Path(self.path)
         from datasets.cache import DEFAULT_CACHE_DIR
 
-        return Path(cache_root or DEFAULT_CACHE_DIR) / f"synthetic-v{VERSION}"
+        return Path(self.cache_root or DEFAULT_CACHE_DIR) / f"synthetic-v{VERSION}"
 
     def scan(self) -> None:
-        directory = self._directory(None)
+        directory = self._directory()
         marker = directory / "complete.json"
         if not marker.exists():
             directory.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ class SyntheticImages(ImageNet):
         self.path = str(directory)
         super().scan()
 
-    def default_model(self, cache_root) -> str:
+    def default_model(self) -> str:
         path = Path(self.path) / "synthetic_classifier.onnx"
         if not path.exists():
             make_model(path)

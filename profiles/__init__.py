@@ -53,6 +53,7 @@ class Config:
     max_batch_size: int = 1
     device: str | None = None
     precision: str | None = None
+    calibration_count: int = 500       # int8 calibration: first N dataset samples
     backend_options: dict = dataclasses.field(default_factory=dict)
     # harness
     output: str = "results"

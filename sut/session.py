@@ -46,16 +46,31 @@ def default_system(cfg: Config) -> str:
     return cfg.system or f"{platform.machine() or 'cpu'}-{cfg.backend}"
 
 
-def backend_options(cfg: Config) -> BackendOptions:
+def backend_options(cfg: Config, dataset=None) -> BackendOptions:
+    root = cache_root(cfg)
     return BackendOptions(threads=cfg.threads, instances=cfg.instances, max_batch_size=cfg.max_batch_size,
-                          device=cfg.device, precision=cfg.precision, extra=dict(cfg.backend_options))
+                          device=cfg.device, precision=cfg.precision, extra=dict(cfg.backend_options),
+                          cache_dir=str(root) if root else None,
+                          calibration=(lambda spec: calibration_batches(cfg, dataset, spec)) if dataset else None)
+
+
+def calibration_batches(cfg: Config, dataset, spec) -> list:
+    """The first ``calibration_count`` samples preprocessed for ``spec``, in
+    batches of ``max_batch_size`` (a short last batch is dropped)."""
+    count = min(cfg.calibration_count, len(dataset))
+    size = max(1, min(cfg.max_batch_size, count))
+    log.info("preparing %d calibration samples", count)
+    store = cache.prepare(dataset.sources[:count], dataset.preprocessor(spec), spec, dataset.cache_key(spec),
+                          cache_root(cfg), cfg.preprocess_workers, cfg.progress)
+    return [store.rows(range(i, i + size)) for i in range(0, count - size + 1, size)]
 
 
 def execute(cfg: Config, echo=print) -> Outcome:
     modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
     dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
+    dataset.cache_root = cache_root(cfg)
     dataset.scan()
-    model = cfg.model or dataset.default_model(cache_root(cfg))
+    model = cfg.model or dataset.default_model()
     if model is None and cfg.backend != "null":
         raise ModelError(f"profile '{cfg.profile}' names no model: pass --model PATH")
     run_dir = RunDirectory(cfg.output, f"{cfg.profile or cfg.model_name}-{cfg.scenario}")
@@ -63,7 +78,7 @@ def execute(cfg: Config, echo=print) -> Outcome:
     record = {"config": cfg.to_dict(), "model_path": model, "python": sys.version.split()[0],
               "platform": platform.platform(), "response_dtype": "float32"}
     try:
-        backend = backends.create(cfg.backend, backend_options(cfg))
+        backend = backends.create(cfg.backend, backend_options(cfg, dataset))
         with backend:
             info = backend.load(model)
             record.update(backend=backend.describe(), model=info.describe())

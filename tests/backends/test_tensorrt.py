@@ -492,3 +492,24 @@ def test_no_cuda_binding_at_all(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(BackendUnavailable, match="neither cuda-python .* nor pycuda is installed"):
         open_cuda(0)
+
+
+def test_int8_calibration_from_the_harness_and_cache_dir(fakes, tmp_path, model):
+    """The harness's generic options: calibration batches made for the input
+    spec TensorRT asks for, engines kept under the run's cache directory."""
+    from backends.tensorrt import TensorRTBackend
+
+    trt_state, _ = fakes
+    asked = []
+
+    def calibration(spec):
+        asked.append(spec)
+        return [np.full((2, *spec.shape), 0.5, spec.dtype) for _ in range(2)]
+
+    backend = TensorRTBackend(BackendOptions(precision="int8", max_batch_size=4, cache_dir=str(tmp_path / "c"),
+                                             calibration=calibration))
+    backend.load(model)
+    assert [(s.name, s.shape, s.dtype) for s in asked] == [("x", (4,), np.dtype(np.float32))]
+    assert trt_state.builds[-1]["calibration_batches"] == 2
+    assert list((tmp_path / "c" / "tensorrt").glob("*.engine"))
+    backend.close()
