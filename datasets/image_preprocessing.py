@@ -57,12 +57,28 @@ def decode_image(path: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
+            is_jpeg, adobe = image.format == "JPEG", bool(image.info.get("adobe"))
             image = ImageOps.exif_transpose(image)
+            if image.mode == "CMYK" and is_jpeg:
+                return _jpeg_cmyk_to_rgb(image, inverted=adobe)
             if image.mode != "RGB":
                 image = image.convert("RGB")
             return np.asarray(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"cannot decode image {path}: {exc}") from exc
+
+
+def _jpeg_cmyk_to_rgb(image, inverted: bool) -> np.ndarray:
+    """CMYK JPEG -> RGB with OpenCV's integer formula (Pillow's own differs by 1).
+
+    libjpeg hands out Adobe CMYK inverted; Pillow undoes that, OpenCV works
+    on the raw values: ``rgb = k - ((255 - cmy) * k >> 8)``.
+    """
+    cmyk = np.asarray(image, dtype=np.int32)
+    if inverted:
+        cmyk = 255 - cmyk
+    k = cmyk[..., 3:]
+    return (k - (((255 - cmyk[..., :3]) * k) >> 8)).astype(np.uint8)
 
 
 # --- geometry ---------------------------------------------------------------
