@@ -55,14 +55,23 @@ def test_tree_layout(kws_tree):
 
 
 def test_quick_tree_has_only_the_quick_problems(kws_tree):
+    """Duration, performance sample count and dataset size; nothing else.
+
+    Exception: TEST01/TEST04 compare one-second performance runs, which on a
+    busy 2-core machine differ by up to +-25% from run to run; when such a
+    comparison falls outside its band, the verdict says so (as the official
+    checker would) and that is the only other problem allowed here.
+    """
     assert kws_tree.verdicts["Offline/TEST01/verify_accuracy.txt"] == "TEST PASS"
-    assert kws_tree.problems, "a quick tree can never be valid"
-    assert [p for p in kws_tree.problems if not quick_kinds(p)] == []
-    kinds = {re.sub(r"^.*?: ", "", p) for p in kws_tree.problems}
+    noise = [p for p in kws_tree.problems if re.search(r"/TEST0[14]/verify_performance.txt: does not say TEST PASS$", p)]
+    for p in noise:
+        assert kws_tree.verdicts[p.split("kws/")[1].split(":")[0]] == "TEST FAIL"
+    kinds = {re.sub(r"^.*?: ", "", p) for p in kws_tree.problems if p not in noise}
     assert kinds == {"min duration 1000 ms < 600000 ms", "performance sample count 300 < 4890",
                      "accuracy run covers 300 samples, the dataset has 4890"}
     # the performance run and both compliance runs each miss the duration and sample count
     assert sum("min duration" in p for p in kws_tree.problems) == 3
+    assert len(kws_tree.problems) == 7 + len(noise)
 
 
 def test_a_drifting_backend_fails_test01(tmp_path):
