@@ -6,9 +6,13 @@ depends on those exact pixels, so the resize here reproduces OpenCV's uint8
 arithmetic bit for bit without needing OpenCV at run time:
 
 * ``INTER_LINEAR``: 11-bit fixed-point weights (``INTER_RESIZE_COEF_BITS``),
-  an integer horizontal pass, then a vertical pass whose rounding differs
-  between OpenCV's SIMD body (``>> 4``, high-half multiply, ``(v + 2) >> 2``)
-  and its scalar tail (``(v + 2**21) >> 22``); both are reproduced.
+  an exact integer horizontal pass, then the vertical pass with the rounding
+  of OpenCV's SIMD loop (``>> 4``, high half of a 16-bit product,
+  ``(v + 2) >> 2``). OpenCV 5.0 (opencv-python-headless 5.0.0.93, tested)
+  rounds every element that way. OpenCV 4.x's source rounds the last
+  ``(width * channels) % lanes`` elements of each row exactly instead (not
+  tested here), which can differ by 1 at the right edge of a row; rows of
+  256 x 3 elements have no such tail at any SIMD width.
 * ``INTER_AREA``: upscaling uses the same fixed-point path with "area"
   coefficients; integer downscaling averages blocks; other downscaling
   accumulates float32 area weights as OpenCV does.
@@ -30,8 +34,8 @@ from backends.base import TensorSpec
 
 log = logging.getLogger(__name__)
 
-#: name -> (OpenCV interpolation it reproduces, normalisation)
 PREPROCESSINGS = ("mobilenet", "resnet50")
+#: preprocessing -> resize: "linear" is cv2.INTER_LINEAR, "area" cv2.INTER_AREA
 RESIZE_METHODS = {"mobilenet": "linear", "resnet50": "area"}
 RESNET50_MEANS = np.array([123.68, 116.78, 103.94], dtype=np.float32)
 #: the reference resizes the short side to out * 100 / CROP_PERCENT, then crops
