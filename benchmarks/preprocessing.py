@@ -123,9 +123,12 @@ def copies(folder: Path, count: int, dest: Path) -> Path:
     """``count`` images made by copying ``folder``'s images round-robin into ``dest``."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png", ".bmp"))
     dest.mkdir(parents=True)
+    names = []
     for i in range(count):
         src = files[i % len(files)]
-        shutil.copyfile(src, dest / f"{i:05d}_{src.name}")
+        names.append(f"{i:05d}_{src.name}")
+        shutil.copyfile(src, dest / names[-1])
+    (dest / "val_map.txt").write_text("".join(f"{n} 0\n" for n in names))  # for datasets.imagenet
     return dest
 
 
