@@ -140,7 +140,7 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
             runtime = backend.version()
         for scenario in scenario_list:
             _assemble(tree, cfg, model_rules, model_dir, scenario, run_compliance, dataset, info, model,
-                      command, verdicts, read_predictions)
+                      command, verdicts, read_predictions, user_desc.get("measurements") or {})
         detected = system_desc.detect(cfg.backend, cfg.device, runtime)
         desc, field_problems = system_desc.describe(detected, user_desc, division, submitter)
         tree.write_system(desc)
@@ -174,7 +174,8 @@ def _warm_up(runner, backend, info, dataset, store, cfg: Config):
 
 
 def _assemble(tree: Tree, cfg: Config, model_rules, model_dir: str, scenario: str, run_compliance: bool,
-              dataset, info, model_path, command: str, verdicts: dict, read_predictions) -> None:
+              dataset, info, model_path, command: str, verdicts: dict, read_predictions,
+              measurement_overrides: dict) -> None:
     from sut.logs import read_detail
 
     tree.add_accuracy(model_dir, scenario)
@@ -199,7 +200,8 @@ def _assemble(tree: Tree, cfg: Config, model_rules, model_dir: str, scenario: st
             verdicts[f"{scenario}/{name}"] = compliance.PASS if verdict.passed else compliance.FAIL
     note = "QUICK RUN: short settings, not valid for submission." if cfg.quick else ""
     user_conf = user_conf_text(read_detail(perf_detail), cfg.mlperf_model, scenario, note)
-    tree.write_scenario_files(model_dir, scenario, _measurements(cfg, info, model_path),
+    measurements = {**_measurements(cfg, info, model_path), **measurement_overrides}
+    tree.write_scenario_files(model_dir, scenario, measurements,
                               user_conf, _scenario_readme(cfg, scenario, command, model_dir))
 
 

@@ -9,7 +9,8 @@ from tests.conftest import shared_path
 
 USER_DESC = {"status": "available", "cooling": "passive", "host_memory_configuration": "test machine",
              "system_type_detail": "edge test system", "host_storage_type": "SSD", "host_storage_capacity": "1 TB",
-             "host_networking": "1x Ethernet", "host_network_card_count": "1"}
+             "host_networking": "1x Ethernet", "host_network_card_count": "1",
+             "measurements": {"retraining": "No (test)"}}
 
 
 def kws_config(tmp_path, **values):

@@ -48,6 +48,7 @@ def test_tree_layout(kws_tree):
     measurements = json.loads((scen / "measurements.json").read_text())
     assert measurements["starting_weights_filename"] == "kws_ref_model.tflite"
     assert measurements["input_data_types"] == "int8"
+    assert measurements["retraining"] == "No (test)"  # from the --system-desc file
     # the audit.config stayed in the compliance run's private folder
     assert (root / "full_logs" / system / "kws" / "Offline" / "TEST01" / "performance" / "run_1"
             / "audit.config").exists()
