@@ -69,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--instances", type=int, help="model instances run in parallel (0 = backend's choice)")
     be.add_argument("--max-batchsize", type=int, dest="max_batch_size", help="largest batch per inference")
     be.add_argument("--device", help="device string, e.g. usb:0, pci:0, CPU, GPU, MYRIAD")
-    be.add_argument("--precision", choices=("fp32", "fp16", "int8"))
+    be.add_argument("--precision", help="fp32, fp16 or int8; a comma list (fp32,fp16,int8) runs each "
+                    "and prints a comparison table")
     be.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
                     help="backend-specific option (repeatable); VALUE is parsed as JSON when it can be")
     out = p.add_argument_group("output")
@@ -134,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {cfg.profile or '-'}: backend={cfg.backend} model={cfg.model} dataset={cfg.dataset} "
               f"path={cfg.dataset_path} scenario={cfg.scenario} mode={cfg.mode}"
               f"{' quick' if cfg.quick else ''}", flush=True)
-        from sut import session  # imports LoadGen
+        from sut import session, sweep  # imports LoadGen
 
+        if cfg.precision and "," in cfg.precision:
+            rows = sweep.run(cfg, sweep.parse_precisions(cfg.precision), session.execute)
+            print(sweep.table(rows, cfg.scenario), end="", flush=True)
+            return 6 if any(r.error for r in rows) else 0
+        if cfg.precision:
+            sweep.parse_precisions(cfg.precision)
         outcome = session.execute(cfg)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

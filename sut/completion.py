@@ -31,6 +31,7 @@ class Completer:
         self.failed = threading.Event()
         self.error: BaseException | None = None
         self.completed_samples = 0
+        self._last_progress = time.monotonic()
 
     def start(self, ids: list[int]) -> int | None:
         """Register work for ``ids``; returns its token, or None after a failure
@@ -49,6 +50,7 @@ class Completer:
             entry = self._outstanding.pop(token, None)
         if entry is None:
             return  # already completed empty after a failure
+        self._last_progress = time.monotonic()
         ids = entry[0]
         if len(responses) != len(ids):
             self.fail(BackendFailure(f"backend returned {len(responses)} results for {len(ids)} samples"))
@@ -80,12 +82,15 @@ class Completer:
         for ids, _ in pending.values():
             _complete_empty(ids)
 
-    def oldest_age(self) -> float:
+    def stalled_for(self) -> float:
+        """Seconds without progress while work is outstanding: since the later
+        of the oldest outstanding start and the last completion (a long
+        Offline queue keeps completing, so it is not stalled)."""
         with self._lock:
             if not self._outstanding:
                 return 0.0
             oldest = min(t for _, t in self._outstanding.values())
-        return time.monotonic() - oldest
+        return time.monotonic() - max(oldest, self._last_progress)
 
 
 def _complete_empty(ids: list[int]) -> None:
@@ -112,7 +117,7 @@ class Watchdog:
     def _watch(self) -> None:
         interval = min(0.25, self.timeout_s / 4)
         while not self._stop.wait(interval):
-            age = self.completer.oldest_age()
+            age = self.completer.stalled_for()
             if age > self.timeout_s:
                 self.completer.fail(BackendFailure(
                     f"backend gave no answer for {age:.1f} s (sample timeout {self.timeout_s:g} s; "

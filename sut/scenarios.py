@@ -20,6 +20,7 @@ import numpy as np
 from backends.base import Backend, ModelInfo
 from datasets.base import Dataset
 from sut.completion import Completer
+from sut.errors import BackendFailure
 from sut.qsl import QuerySampleLibrary
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,21 @@ class Predictor:
     def __call__(self, indices, instance: int = 0) -> np.ndarray:
         n = len(indices)
         if self.info.accepts_batch(n):
-            return self._run(indices, instance)
-        parts, start = [], 0
-        for size in self.info.split_batch(n):
-            parts.append(self._run(indices[start:start + size], instance))
-            start += size
-        return np.concatenate(parts)
-
-    def _run(self, indices, instance):
-        outputs = self.backend.predict(self.qsl.batch(indices), instance)
+            outputs = self._predict(indices, instance)
+        else:
+            parts, start = [], 0
+            for size in self.info.split_batch(n):
+                parts.append(self._predict(indices[start:start + size], instance))
+                start += size
+            outputs = np.concatenate(parts)
+        # one postprocess call per query or queue item, not per model batch
         return np.ascontiguousarray(self.dataset.postprocess(outputs, self.info))
+
+    def _predict(self, indices, instance):
+        outputs = self.backend.predict(self.qsl.batch(indices), instance)
+        if len(outputs) != len(indices):
+            raise BackendFailure(f"backend returned {len(outputs)} results for a batch of {len(indices)} samples")
+        return outputs
 
 
 class WorkerPool:

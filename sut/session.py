@@ -87,7 +87,7 @@ def execute(cfg: Config, echo=print) -> Outcome:
                                   dataset.cache_key(info.input), cache_root(cfg),
                                   cfg.preprocess_workers, cfg.progress)
             spq = cfg.samples_per_query or 8
-            estimate = runner.warm_up(backend, info, store, spq, cfg.sample_timeout_s)
+            estimate = runner.warm_up(backend, info, dataset, store, spq, cfg.sample_timeout_s)
             record["warm_up"] = dataclasses.asdict(estimate)
             for mode in modes:
                 outdir = run_dir.test_dir(default_system(cfg), cfg.model_name, cfg.scenario, mode)

@@ -40,6 +40,9 @@ QUICK = {
 }
 
 
+SERVER_QPS_CAP = 2000.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Estimate:
     """Speed measured during warm-up, used to set LoadGen's expectations."""
@@ -82,8 +85,10 @@ def _apply_estimate(settings, est: Estimate, scenario: str) -> None:
     settings.multi_stream_expected_latency_ns = max(1000, int(est.query_latency_s * 0.5e9))
     settings.offline_expected_qps = est.samples_per_s * 1.5
     # each Server query crosses a thread boundary, which the warm-up does not
-    # measure: ask for a fraction of the measured capacity
-    settings.server_target_qps = max(1.0, est.samples_per_s * 0.25)
+    # measure: ask for a fraction of the measured capacity, and no more than a
+    # Python SUT serves comfortably on a small machine (set --target-qps for
+    # a real Server run)
+    settings.server_target_qps = max(1.0, min(est.samples_per_s * 0.25, SERVER_QPS_CAP))
 
 
 def _apply_overrides(settings, cfg: Config) -> None:

@@ -34,18 +34,23 @@ def test_null_backend_every_scenario_valid(tmp_path, scenario):
     assert "result    : VALID" in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+# warm-up makes at most 100 predict calls: faults after 150 happen under LoadGen
+FAULTS = [(s, "performance", 150) for s in SCENARIOS] + [("SingleStream", "accuracy", 80),
+                                                         ("Offline", "accuracy", 101)]
+
+
+@pytest.mark.parametrize("scenario,mode,after", FAULTS)
 @pytest.mark.parametrize("fault", ["RaisingBackend", "HangingBackend"])
-def test_backend_fault_ends_run_with_clear_error(tmp_path, scenario, fault):
-    mode = "accuracy" if scenario == "MultiStream" else "performance"
+def test_backend_fault_ends_run_with_clear_error(tmp_path, scenario, mode, after, fault):
     start = time.monotonic()
     proc = run_cli("--profile", "demo", *NULL_AS_DEMO[2:], "--backend", f"tests.sut.faulty_backend:{fault}",
                    "--scenario", scenario, "--mode", mode, "--quick", "--sample-timeout", "1",
-                   tmp_path=tmp_path, timeout=60, env={"FAULT_AFTER": "20"})
+                   "--max-batchsize", "1", tmp_path=tmp_path, timeout=60, env={"FAULT_AFTER": str(after)})
     elapsed = time.monotonic() - start
     assert proc.returncode == 6, (proc.stdout, proc.stderr)
+    assert "warm-up" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    expected = "injected failure on call 21" if fault == "RaisingBackend" else "no answer for"
+    expected = f"injected failure on call {after + 1}" if fault == "RaisingBackend" else "no answer for"
     assert last.startswith("error: ") and expected in last, proc.stderr
     assert "Traceback" not in proc.stderr
     assert elapsed < 30
@@ -63,15 +68,14 @@ def test_fault_during_warm_up_is_reported(tmp_path):
 def test_wrong_result_count_fails(tmp_path):
     proc = run_cli("--profile", "demo", *NULL_AS_DEMO[2:], "--backend", "tests.sut.faulty_backend:WrongCountBackend",
                    "--scenario", "Offline", "--mode", "performance", "--quick", "--max-batchsize", "4",
-                   tmp_path=tmp_path, env={"FAULT_AFTER": "20"})
+                   tmp_path=tmp_path, env={"FAULT_AFTER": "150"})
     assert proc.returncode == 6
-    assert "results for" in proc.stderr
+    assert "backend returned 3 results for a batch of 4 samples" in proc.stderr
 
 
 @pytest.mark.parametrize("args,code,message", [
     (["--profile", "nope"], 2, "error: unknown profile 'nope'; choose one of:"),
-    (["--profile", "mobilenet_tflite", "--model", "/nonexistent/m.tflite", "--dataset-path", "{data}"],
-     3, "error: model file not found: /nonexistent/m.tflite"),
+    (["--profile", "demo", "--model", "/nonexistent/m.onnx"], 3, "error: model file not found: /nonexistent/m.onnx"),
     (["--profile", "demo", "--backend", "nope"], 2, "error: unknown backend 'nope'"),
     (["--profile", "demo", "--count", "0"], 2, "error: 'count' must be at least 1"),
     (["--profile", "demo", "--count", "1000"], 4, "asks for more samples than"),

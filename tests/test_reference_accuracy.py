@@ -1,0 +1,69 @@
+"""``run.py --accuracy`` prints the reference figures of ../shared/README.md
+exactly, through the real LoadGen and the real runtimes."""
+
+import pytest
+
+from tests.conftest import need_module, shared_path
+from tests.helpers import run_cli
+
+MOBILENET = "models/mobilenet"
+
+CASES = [
+    ("mobilenet_tflite", f"{MOBILENET}/mobilenet_v1_1.0_224_quant.tflite", "data/imagenet-mini",
+     "accuracy=77.692%, good=202, total=260", "ai_edge_litert"),
+    ("mobilenet_onnxruntime", f"{MOBILENET}/mobilenet_v1_1.0_224_quant_qdq_nchw.onnx", "data/imagenet-mini",
+     "accuracy=77.692%, good=202, total=260", "onnxruntime"),
+    ("mobilenet_tflite", f"{MOBILENET}/mobilenet_v1_0.25_128_quant.tflite", "data/imagenet-mini",
+     "accuracy=56.538%, good=147, total=260", "ai_edge_litert"),
+    ("mobilenet_tflite", f"{MOBILENET}/mobilenet_v1_1.0_224_quant.tflite", "data/imagenet-fullres-mini",
+     "accuracy=73.333%, good=22, total=30", "ai_edge_litert"),
+    ("kws_tflite", "models/kws/kws_ref_model.tflite", "data/speech-commands-mini",
+     "accuracy=92.333%, good=277, total=300", "ai_edge_litert"),
+    ("kws_tflite", "models/kws/kws_ref_model_float32.tflite", "data/speech-commands-mini",
+     "accuracy=92.333%, good=277, total=300", "ai_edge_litert"),
+    ("kws_tf", "models/kws/kws_ref_model", "data/speech-commands-mini",
+     "accuracy=93.000%, good=279, total=300", "tensorflow"),
+    ("mobilenet_openvino", f"{MOBILENET}/openvino_ir/mobilenet_v1_0.25_128_quant.xml", "data/imagenet-mini",
+     "accuracy=57.308%, good=149, total=260", "openvino"),
+    ("mobilenet_openvino", f"{MOBILENET}/mobilenet_v1_0.25_128_quant.tflite", "data/imagenet-mini",
+     "accuracy=57.308%, good=149, total=260", "openvino"),
+    ("mobilenet_openvino", f"{MOBILENET}/mobilenet_v1_1.0_224_quant.tflite", "data/imagenet-mini",
+     "accuracy=78.077%, good=203, total=260", "openvino"),
+    ("mobilenet_openvino", f"{MOBILENET}/mobilenet_v1_1.0_224_quant.tflite", "data/imagenet-fullres-mini",
+     "accuracy=73.333%, good=22, total=30", "openvino"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile,model,data,expected,runtime", CASES,
+                         ids=[f"{c[0]}-{c[1].split('/')[-1]}-{c[2].split('/')[-1]}" for c in CASES])
+def test_accuracy_matches_reference(tmp_path, profile, model, data, expected, runtime):
+    need_module(runtime)
+    model, data = shared_path(model), shared_path(data)
+    proc = run_cli("--profile", profile, "--model", str(model), "--dataset-path", str(data), "--accuracy",
+                   tmp_path=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"accuracy  : {expected}" in proc.stdout
+
+
+SCENARIOS = ["SingleStream", "MultiStream", "Offline", "Server"]
+RUNTIMES = [
+    ("mobilenet_tflite", f"{MOBILENET}/mobilenet_v1_0.25_128_quant.tflite", "data/imagenet-mini", "ai_edge_litert"),
+    ("mobilenet_onnxruntime", f"{MOBILENET}/mobilenet_v1_1.0_224_quant_qdq_nchw.onnx", "data/imagenet-mini",
+     "onnxruntime"),
+    ("kws_tflite", "models/kws/kws_ref_model.tflite", "data/speech-commands-mini", "ai_edge_litert"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("profile,model,data,runtime", RUNTIMES, ids=[r[0] for r in RUNTIMES])
+def test_every_scenario_valid_with_real_runtimes(tmp_path, profile, model, data, runtime, scenario):
+    need_module(runtime)
+    model, data = shared_path(model), shared_path(data)
+    # MultiStream needs 662 queries for early stopping: 2 samples per query keeps the big model quick
+    extra = ["--samples-per-query", "2"] if scenario == "MultiStream" else []
+    proc = run_cli("--profile", profile, "--model", str(model), "--dataset-path", str(data), "--quick",
+                   "--scenario", scenario, "--count", "64", *extra, tmp_path=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "result    : VALID" in proc.stdout, proc.stdout
