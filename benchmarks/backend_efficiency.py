@@ -198,7 +198,7 @@ def measure_one(runtime: str, model_file: str, threads: int, instances: int, sec
         rows = np.ascontiguousarray(store.data)
         dataset = ArrayDataset(SAMPLES, label_offset=1)
         direct = DIRECT[runtime](path, threads, instances)
-        estimate = runner.warm_up(backend, info, store, 8, timeout_s=60)
+        estimate = runner.warm_up(backend, info, dataset, store, 8, timeout_s=60)
         predict_calls = [lambda x, k=k: backend.predict(x, k) for k in range(info.instances)]
         d_rate, p_rate, o_rate, d_p90, o_p90 = [], [], [], [], []
         for _ in range(repeats):

@@ -13,7 +13,6 @@ running, ``.failed`` after an error), never an earlier one.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from typing import Any
 from profiles import Config
 from submission import compliance, rules, system_desc, validate
 from submission.tree import Tree, user_conf_text
-from sut.errors import BackendFailure, ConfigError, ModelError
+from sut.errors import BackendFailure, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +83,6 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
                    with_compliance: bool | None = None, command: str | None = None,
                    echo=print) -> SubmissionResult:
     """Run everything a submission needs and write the tree; see the module docstring."""
-    import backends
-    import datasets
-    from datasets import cache
     from sut import runner, session  # imports LoadGen
     from sut.accuracy import read_predictions
     from sut.results import RunDirectory, safe_name
@@ -107,20 +103,10 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
                               "scenarios": scenario_list, "tests": tests, "command": command}
     verdicts: dict[str, str] = {}
     try:
-        dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
-        dataset.scan()
-        model = cfg.model or dataset.default_model(session.cache_root(cfg))
-        if model is None and cfg.backend != "null":
-            raise ModelError(f"profile '{cfg.profile}' names no model: pass --model PATH")
-        backend = backends.create(cfg.backend, session.backend_options(cfg))
-        with backend:
-            info = backend.load(model)
-            dataset.check_model(info)
-            record.update(backend=backend.describe(), model=info.describe(), model_path=model)
-            store = cache.prepare(dataset.sources, dataset.preprocessor(info.input), info.input,
-                                  dataset.cache_key(info.input), session.cache_root(cfg),
-                                  cfg.preprocess_workers, cfg.progress)
-            estimate = _warm_up(runner, backend, info, dataset, store, cfg)
+        dataset, model = session.open_dataset(cfg)
+        record["model_path"] = model
+        with session.prepared(cfg, dataset, model, record) as parts:
+            backend, info, store, estimate = parts.backend, parts.info, parts.store, parts.estimate
             for scenario in scenario_list:
                 scfg = dataclasses.replace(cfg, scenario=scenario)
                 for test in tests:
@@ -130,7 +116,8 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
                         compliance.write_audit_config(test, outdir, model_rules)
                     mode = "accuracy" if test == "accuracy" else "performance"
                     if mode == "performance":  # measure every timed run from the same warm state
-                        _warm_up(runner, backend, info, dataset, store, cfg)
+                        runner.warm_up(backend, info, dataset, store, cfg.samples_per_query or 8,
+                                       cfg.sample_timeout_s)
                     echo(f"running {scenario} {test} ({len(store)} samples) ...")
                     result = runner.run_test(scfg, mode, backend, info, dataset, store, estimate, outdir)
                     if result.error:
@@ -162,15 +149,6 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
     (root / "STATUS.txt").write_text("\n".join(status) + "\n")
     final = run_dir.finish(ok=True)
     return SubmissionResult(final, problems, cfg.quick, verdicts)
-
-
-def _warm_up(runner, backend, info, dataset, store, cfg: Config):
-    """``runner.warm_up``, with or without its newer ``dataset`` argument."""
-    kwargs = dict(backend=backend, info=info, store=store, samples_per_query=cfg.samples_per_query or 8,
-                  timeout_s=cfg.sample_timeout_s)
-    if "dataset" in inspect.signature(runner.warm_up).parameters:
-        kwargs["dataset"] = dataset
-    return runner.warm_up(**kwargs)
 
 
 def _assemble(tree: Tree, cfg: Config, model_rules, model_dir: str, scenario: str, run_compliance: bool,

@@ -73,6 +73,18 @@ def parser() -> argparse.ArgumentParser:
                     "and prints a comparison table")
     be.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
                     help="backend-specific option (repeatable); VALUE is parsed as JSON when it can be")
+    sub = p.add_argument_group("submission (docs/submission.rst)")
+    sub.add_argument("--submission", choices=("open", "closed"), metavar="DIVISION",
+                     help="run everything a submission needs (accuracy, performance, TEST01/TEST04 where "
+                     "required, for every required scenario) and write the MLPerf tree; DIVISION: open or closed")
+    sub.add_argument("--submitter", help="submitter name in the tree (required with --submission)")
+    sub.add_argument("--division", choices=("open", "closed"), help="same as --submission DIVISION")
+    sub.add_argument("--system-desc", help="JSON file completing the detected system description")
+    sub.add_argument("--scenarios", help="comma list of scenarios for --submission (default: what the "
+                     "division requires)")
+    sub.add_argument("--compliance", action=argparse.BooleanOptionalAction, default=None,
+                     help="run TEST01/TEST04 (default: on in closed, off in open)")
+    sub.add_argument("--check-submission", metavar="DIR", help="check a submission tree and list every problem")
     out = p.add_argument_group("output")
     out.add_argument("--output", help="results root (default: results)")
     out.add_argument("--system", help="system id used in the results tree")
@@ -120,6 +132,41 @@ def list_everything() -> str:
     return "\n".join(lines)
 
 
+def check_submission(root: str) -> int:
+    from submission import check_tree
+
+    if not os.path.isdir(root):
+        raise HarnessError(f"no submission tree at {root}")
+    problems = check_tree(root)
+    for problem in problems:
+        print(f"- {problem}")
+    print(f"{len(problems)} problem(s) in {root}" if problems else f"no problem found in {root}")
+    return 1 if problems else 0
+
+
+def submit(cfg, args, division: str) -> int:
+    from submission import run_submission
+    from sut.errors import BackendFailure, ConfigError
+
+    if not args.submitter:
+        raise ConfigError("--submission needs --submitter NAME (the directory name in the tree)")
+    try:
+        result = run_submission(cfg, args.submitter, division, args.system_desc, quick=cfg.quick,
+                                scenarios=args.scenarios.split(",") if args.scenarios else None,
+                                with_compliance=args.compliance)
+    except BackendFailure as exc:
+        if getattr(exc, "hung", False):
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            os._exit(6)
+        raise
+    print(f"submission tree: {result.root}")
+    for problem in result.problems:
+        print(f" - {problem}")
+    if cfg.quick:
+        print("quick run: not valid for submission (short duration, small dataset)")
+    return 0 if result.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -128,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.list_profiles:
             print(list_everything())
             return 0
+        if args.check_submission:
+            return check_submission(args.check_submission)
         cfg = profiles.resolve(args.profile, overrides(args))
         if args.show_config:
             print(json.dumps(cfg.to_dict(), indent=2))
@@ -137,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{' quick' if cfg.quick else ''}", flush=True)
         from sut import session, sweep  # imports LoadGen
 
+        division = args.submission or args.division
+        if division:
+            return submit(cfg, args, division)
         if cfg.precision and "," in cfg.precision:
             rows = sweep.run(cfg, sweep.parse_precisions(cfg.precision), session.execute)
             print(sweep.table(rows, cfg.scenario), end="", flush=True)

@@ -9,6 +9,7 @@ accuracy and/or performance test, scores, and writes ``config.json`` and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import platform
@@ -65,34 +66,59 @@ def calibration_batches(cfg: Config, dataset, spec) -> list:
     return [store.rows(range(i, i + size)) for i in range(0, count - size + 1, size)]
 
 
-def execute(cfg: Config, echo=print) -> Outcome:
-    modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
+@dataclasses.dataclass
+class Parts:
+    """Everything a LoadGen test runs on, loaded and warmed up."""
+
+    dataset: object
+    backend: object
+    info: object
+    store: cache.SampleStore
+    estimate: object
+
+
+def open_dataset(cfg: Config):
+    """Scan the dataset and find the model; raises before anything is written."""
     dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
     dataset.cache_root = cache_root(cfg)
     dataset.scan()
     model = cfg.model or dataset.default_model()
     if model is None and cfg.backend != "null":
         raise ModelError(f"profile '{cfg.profile}' names no model: pass --model PATH")
+    return dataset, model
+
+
+@contextlib.contextmanager
+def prepared(cfg: Config, dataset, model, record: dict):
+    """Load the backend, check the model fits, preprocess (or reuse the
+    cache) and warm up; the backend is closed on exit."""
+    backend = backends.create(cfg.backend, backend_options(cfg, dataset))
+    with backend:
+        info = backend.load(model)
+        record.update(backend=backend.describe(), model=info.describe())
+        dataset.check_model(info)
+        store = cache.prepare(dataset.sources, dataset.preprocessor(info.input), info.input,
+                              dataset.cache_key(info.input), cache_root(cfg),
+                              cfg.preprocess_workers, cfg.progress)
+        estimate = runner.warm_up(backend, info, dataset, store, cfg.samples_per_query or 8, cfg.sample_timeout_s)
+        record["warm_up"] = dataclasses.asdict(estimate)
+        yield Parts(dataset, backend, info, store, estimate)
+
+
+def execute(cfg: Config, echo=print) -> Outcome:
+    modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
+    dataset, model = open_dataset(cfg)
     run_dir = RunDirectory(cfg.output, f"{cfg.profile or cfg.model_name}-{cfg.scenario}")
     tests: list[runner.TestResult] = []
     record = {"config": cfg.to_dict(), "model_path": model, "python": sys.version.split()[0],
               "platform": platform.platform(), "response_dtype": "float32"}
     try:
-        backend = backends.create(cfg.backend, backend_options(cfg, dataset))
-        with backend:
-            info = backend.load(model)
-            record.update(backend=backend.describe(), model=info.describe())
-            dataset.check_model(info)
-            store = cache.prepare(dataset.sources, dataset.preprocessor(info.input), info.input,
-                                  dataset.cache_key(info.input), cache_root(cfg),
-                                  cfg.preprocess_workers, cfg.progress)
-            spq = cfg.samples_per_query or 8
-            estimate = runner.warm_up(backend, info, dataset, store, spq, cfg.sample_timeout_s)
-            record["warm_up"] = dataclasses.asdict(estimate)
+        with prepared(cfg, dataset, model, record) as parts:
             for mode in modes:
                 outdir = run_dir.test_dir(default_system(cfg), cfg.model_name, cfg.scenario, mode)
-                echo(f"running {cfg.scenario} {mode} test ({len(store)} samples) ...")
-                result = runner.run_test(cfg, mode, backend, info, dataset, store, estimate, outdir)
+                echo(f"running {cfg.scenario} {mode} test ({len(parts.store)} samples) ...")
+                result = runner.run_test(cfg, mode, parts.backend, parts.info, dataset, parts.store,
+                                         parts.estimate, outdir)
                 tests.append(result)
                 if not result.ok:
                     break
@@ -100,8 +126,7 @@ def execute(cfg: Config, echo=print) -> Outcome:
         record["error"] = str(exc)
         run_dir.write_json("config.json", record)
         run_dir.write_text("summary.txt", f"FAILED: {exc}\n")
-        if not any(t.hung for t in tests):
-            run_dir.finish(ok=False)
+        run_dir.finish(ok=False)
         raise
     record["results"] = [_test_record(t) for t in tests]
     outcome = Outcome(run_dir.path, tests, "")

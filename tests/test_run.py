@@ -110,3 +110,19 @@ def test_show_config_prints_the_merged_layers(tmp_path):
     proc = run_cli("--profile", "mobilenet_tflite", "--scenario", "Offline", "--show-config", tmp_path=tmp_path)
     config = json.loads(proc.stdout)
     assert config["backend"] == "litert" and config["scenario"] == "Offline"
+
+
+def test_submission_from_the_command_line_then_checked(tmp_path):
+    proc = run_cli("--profile", "demo", *NULL_AS_DEMO, "--quick", "--submission", "open", "--submitter", "Acme",
+                   "--scenarios", "Offline", tmp_path=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # a quick tree always has problems
+    assert "submission tree: " in proc.stdout and "min duration 1000 ms < 600000 ms" in proc.stdout
+    assert "not valid for submission" in proc.stdout
+    root = proc.stdout.split("submission tree: ")[1].split()[0]
+    check = run_cli("--check-submission", root, tmp_path=tmp_path)
+    assert check.returncode == 1 and "min duration 1000 ms < 600000 ms" in check.stdout
+
+
+def test_submission_needs_a_submitter(tmp_path):
+    proc = run_cli("--profile", "demo", "--submission", "open", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "--submitter" in proc.stderr

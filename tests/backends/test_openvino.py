@@ -102,10 +102,15 @@ def test_throughput_mode_uses_the_optimal_request_count_and_runs_concurrently():
     assert info.instances == int(described["compiled"]["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]) >= 1
     batches = [random_batch(info, 1, seed) for seed in range(8)]
     expected = [backend.predict(b, 0) for b in batches]
-    with concurrent.futures.ThreadPoolExecutor(info.instances) as pool:
-        got = list(pool.map(lambda k: backend.predict(batches[k], k % info.instances), range(8)))
-    for e, g in zip(expected, got):
-        np.testing.assert_array_equal(e, g)
+    n = info.instances
+
+    def run_instance(i):  # one thread per instance, as the harness runs them
+        return [(k, backend.predict(batches[k], i)) for k in range(i, len(batches), n)]
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        got = dict(pair for pairs in pool.map(run_instance, range(n)) for pair in pairs)
+    for k, e in enumerate(expected):
+        np.testing.assert_array_equal(e, got[k])
 
 
 def test_explicit_instances_and_hint_override():
