@@ -112,27 +112,38 @@ def _fill(out, sources, preprocess, workers, progress) -> None:
         for i, src in enumerate(sources):
             out[i] = _checked(preprocess, src, out.shape[1:], out.dtype)
             bar.update(1)
-    else:
-        chunk = max(1, min(64, n // (workers * 4)))
-        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-            starts = range(0, n, chunk)
-            futures = {pool.submit(_run_chunk, preprocess, sources[s:s + chunk]): s for s in starts}
-            try:
-                for fut in concurrent.futures.as_completed(futures):
-                    start = futures[fut]
-                    arrays = fut.result()
-                    for j, arr in enumerate(arrays):
-                        out[start + j] = _checked(lambda _: arr, sources[start + j], out.shape[1:], out.dtype)
-                    bar.update(len(arrays))
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        bar.close()
+        return
+    # workers write straight into the cache file when there is one, so no
+    # array is pickled back to this process
+    filename = getattr(out, "filename", None)
+    chunk = max(1, min(64, n // (workers * 4)))
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        futures = {pool.submit(_run_chunk, preprocess, sources[s:s + chunk], filename, s): s
+                   for s in range(0, n, chunk)}
+        try:
+            for fut in concurrent.futures.as_completed(futures):
+                start, arrays = futures[fut], fut.result()
+                if filename is None:
+                    out[start:start + len(arrays)] = arrays
+                bar.update(min(chunk, n - start))
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
     bar.close()
 
 
-def _run_chunk(preprocess, sources):
-    return [preprocess(s) for s in sources]
+def _run_chunk(preprocess, sources, filename, start):
+    """Preprocess ``sources``; write them at row ``start`` of the ``.npy`` file
+    ``filename``, or return them when there is no file."""
+    if filename is None:
+        return [preprocess(s) for s in sources]
+    out = np.load(filename, mmap_mode="r+")
+    for j, src in enumerate(sources):
+        out[start + j] = _checked(preprocess, src, out.shape[1:], out.dtype)
+    out.flush()
+    return []
 
 
 def _checked(preprocess, src, shape, dtype):

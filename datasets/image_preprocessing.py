@@ -319,22 +319,64 @@ class ImageParams:
         return (shape[0], shape[1]) if self.spec.layout == "NHWC" else (shape[1], shape[2])
 
 
+@functools.lru_cache(maxsize=1)
+def opencv():
+    """``cv2`` when it is installed (and not disabled with MLPERF_EDGE_NO_OPENCV=1), else None.
+
+    Only ``cv2.resize`` is used, and only because it is ~20x faster than the
+    NumPy code above, which gives the same bytes (the tests check both paths
+    against each other and against OpenCV). Decoding stays with Pillow: it
+    refuses truncated files that OpenCV would decode with a warning.
+    """
+    import os
+
+    if os.environ.get("MLPERF_EDGE_NO_OPENCV"):
+        return None
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
 def resize_and_crop(image: np.ndarray, out_height: int, out_width: int, method: str) -> np.ndarray:
-    """Aspect-preserving resize then centre crop, computing only the cropped pixels."""
+    """Aspect-preserving resize then centre crop (OpenCV's bytes, with or without OpenCV)."""
     height, width = scaled_size(image.shape[0], image.shape[1], out_height, out_width)
     top, left = crop_origin(height, width, out_height, out_width)
+    cv2 = opencv()
+    if cv2 is not None and image.shape[2] in (1, 3, 4):
+        flag = cv2.INTER_LINEAR if method == "linear" else cv2.INTER_AREA
+        resized = cv2.resize(image, (width, height), interpolation=flag)
+        return resized.reshape(height, width, image.shape[2])[top:top + out_height, left:left + out_width]
     return resize_window(image, width, height, method,
                          (top, top + out_height), (left, left + out_width))
 
 
-def preprocess_array(image: np.ndarray, params: ImageParams) -> np.ndarray:
-    """RGB uint8 image -> one model input tensor (layout and dtype of ``params.spec``)."""
+@functools.lru_cache(maxsize=32)
+def value_table(preprocessing: str, spec: TensorSpec) -> np.ndarray:
+    """(256, 3) table: pixel value and channel -> normalised, quantised value.
+
+    Normalisation and quantisation act on each element alone, so looking the
+    result up per pixel gives exactly the bytes of computing it per pixel.
+    """
     from datasets.quantize import quantize
 
+    values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    table = quantize(normalise(values[:, None, :], preprocessing)[:, 0, :], spec)
+    table.flags.writeable = False
+    return table
+
+
+def preprocess_array(image: np.ndarray, params: ImageParams) -> np.ndarray:
+    """RGB uint8 image -> one model input tensor (layout and dtype of ``params.spec``)."""
     out_height, out_width = params.size
     crop = resize_and_crop(image, out_height, out_width, params.resize_method)
-    x = to_layout(normalise(crop, params.preprocessing), params.spec.layout)
-    return np.ascontiguousarray(quantize(x, params.spec))
+    table = value_table(params.preprocessing, params.spec)
+    if params.preprocessing == "mobilenet":  # the same for every channel
+        x = np.take(table[:, 0], crop)
+    else:
+        x = np.take(table.ravel(), crop.astype(np.intp) * 3 + np.arange(3))
+    return np.ascontiguousarray(to_layout(x, params.spec.layout))
 
 
 def preprocess_file(path: str, params: ImageParams) -> np.ndarray:
