@@ -245,10 +245,10 @@ class Durations:
     server_steps: int
 
 
-def null_parts(samples: int):
+def null_parts(samples: int, max_batch_size: int = 1):
     from backends.null import NullBackend
 
-    backend = NullBackend(BackendOptions())
+    backend = NullBackend(BackendOptions(max_batch_size=max_batch_size))
     info = backend.load(None)
     return backend, info, ArrayDataset(samples, label_offset=1), random_store(info.input, samples)
 
@@ -349,8 +349,11 @@ def measure(quick: bool = False, repeats: int | None = None, scenarios=None) -> 
                          ratio(r["ours"], r["bare"]), ""])
         if "Offline" in scenarios:
             offline = offline_pair(d, parts, workdir)
-            rows.append(["Offline samples/s", offline["bare"], offline["ours"], None,
+            rows.append(["Offline samples/s, batch 1", offline["bare"], offline["ours"], None,
                          ratio(offline["ours"], offline["bare"]), "ours/bare >= 0.50"])
+            batched = offline_pair(d, null_parts(64, max_batch_size=64), workdir)
+            rows.append(["Offline samples/s, batch 64", batched["bare"], batched["ours"], None,
+                         ratio(batched["ours"], batched["bare"]), "ours/bare >= 0.50"])
         if "Server" in scenarios:
             start = 2000.0
             r = server_pair(d, parts, workdir, start)
