@@ -41,6 +41,7 @@ RESNET50_MEANS = np.array([123.68, 116.78, 103.94], dtype=np.float32)
 #: the reference resizes the short side to out * 100 / CROP_PERCENT, then crops
 CROP_PERCENT = 87.5
 
+EXIF_ORIENTATION = 0x0112
 _COEF_BITS = 11
 _COEF_SCALE = 1 << _COEF_BITS
 
@@ -62,7 +63,8 @@ def decode_image(path: str) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             is_jpeg, adobe = image.format == "JPEG", bool(image.info.get("adobe"))
-            image = ImageOps.exif_transpose(image)
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # transposing copies: only when needed
+                image = ImageOps.exif_transpose(image)
             if image.mode == "CMYK" and is_jpeg:
                 return _jpeg_cmyk_to_rgb(image, inverted=adobe)
             if image.mode != "RGB":
