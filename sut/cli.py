@@ -11,7 +11,7 @@ import sys
 import backends
 import datasets
 import profiles
-from sut.errors import HarnessError
+from sut.errors import ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def overrides(args: argparse.Namespace) -> dict:
 
 def parse_option(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise HarnessError(f"--backend-option needs KEY=VALUE, got '{text}'")
+        raise ConfigError(f"--backend-option needs KEY=VALUE, got '{text}'")
     key, value = text.split("=", 1)
     try:
         return key, json.loads(value)
@@ -146,7 +146,7 @@ def check_submission(root: str) -> int:
 
 def submit(cfg, args, division: str) -> int:
     from submission import run_submission
-    from sut.errors import BackendFailure, ConfigError
+    from sut.errors import BackendFailure
 
     if not args.submitter:
         raise ConfigError("--submission needs --submitter NAME (the directory name in the tree)")

@@ -199,7 +199,7 @@ class ServerSUT(BaseSUT):
             while len(ids) < self.max_batch:
                 remaining = deadline - time.monotonic()
                 try:
-                    nxt = get(timeout=remaining) if remaining > 0 else get_nowait(self._incoming)
+                    nxt = get(timeout=remaining) if remaining > 0 else self._incoming.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
@@ -217,10 +217,6 @@ class ServerSUT(BaseSUT):
             self._incoming.put(None)
             self._batcher.join(1.0)
         super().close()
-
-
-def get_nowait(q: queue.SimpleQueue):
-    return q.get_nowait()
 
 
 SUTS = {
