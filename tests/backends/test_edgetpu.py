@@ -9,7 +9,6 @@ for real. Real-TPU checks are marked ``hardware``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 
@@ -20,21 +19,12 @@ from backends import edgetpu
 from backends.base import BackendOptions
 from backends.edgetpu import EdgeTPUBackend
 from sut.errors import BackendUnavailable, ConfigError
+from tests.backends.concurrency import predict_per_instance
 from tests.backends.fake_edgetpu import Recorder
 from tests.conftest import shared_path
 
 EDGETPU_MODEL = ("models", "mobilenet", "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
 CPU_MODEL = ("models", "mobilenet", "mobilenet_v1_0.25_128_quant.tflite")
-
-
-@pytest.fixture
-def runtime():
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError:
-        interpreter = pytest.importorskip(
-            "tflite_runtime.interpreter", reason="neither ai_edge_litert nor tflite_runtime is installed")
-    return interpreter
 
 
 @pytest.fixture
@@ -140,8 +130,8 @@ def test_predict_goes_to_the_instance_tpu(fake):
 
 def test_instances_predict_concurrently(fake):
     backend, info = load(EDGETPU_MODEL, device="usb:0,usb:1,usb:2")
-    with concurrent.futures.ThreadPoolExecutor(info.instances) as pool:
-        answers = list(pool.map(lambda k: int(np.argmax(backend.predict(image(k), k % 3))), range(30)))
+    outputs = predict_per_instance(backend, [image(k) for k in range(30)], info.instances)
+    answers = [int(np.argmax(out)) for out in outputs]
     assert answers == [(k % 3) * 100 + k for k in range(30)]
     assert [i.invocations for i in fake.interpreters] == [10, 10, 10]
 

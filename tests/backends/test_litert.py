@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import types
 
 import numpy as np
@@ -14,20 +13,11 @@ import backends
 from backends.base import BackendOptions
 from backends.litert import LiteRTBackend
 from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelError
+from tests.backends.concurrency import predict_per_instance
 from tests.conftest import shared_path
 
 RUNTIME_MODULES = ("ai_edge_litert", "ai_edge_litert.interpreter",
                    "tflite_runtime", "tflite_runtime.interpreter")
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError:
-        interpreter = pytest.importorskip(
-            "tflite_runtime.interpreter", reason="neither ai_edge_litert nor tflite_runtime is installed")
-    return interpreter
 
 
 def model(*parts):
@@ -144,17 +134,7 @@ def test_instances_agree_with_single_instance(runtime):
         assert multi.describe()["threads"] == 1
         batches = [random_batch(single.info.input, 1, seed=s) for s in range(3)]
         expected = [single.predict(b, 0) for b in batches]
-        results = [None] * 3
-
-        def work(i):
-            for _ in range(5):
-                results[i] = multi.predict(batches[i], i)
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = predict_per_instance(multi, batches, 3, repeats=5)
         for got, want in zip(results, expected):
             np.testing.assert_array_equal(got, want)
 

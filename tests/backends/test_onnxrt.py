@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import backends
 from backends.base import BackendOptions
 from backends.onnxrt import OnnxRuntimeBackend
 from sut.errors import BackendUnavailable, ConfigError, ModelError
+from tests.backends.concurrency import predict_per_instance
 from tests.conftest import need_module, shared_path
 
 
@@ -74,17 +74,7 @@ def test_instances_agree_with_single_instance():
         assert multi.info.instances == 2
         assert multi.describe()["instances"] == 2 and multi.describe()["threads"] == 1
         expected = [single.predict(b, 0) for b in batches]
-        results = [None, None]
-
-        def work(i):
-            for _ in range(3):
-                results[i] = multi.predict(batches[i], i)
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = predict_per_instance(multi, batches, 2, repeats=3)
         for got, want in zip(results, expected):
             np.testing.assert_array_equal(got, want)
 

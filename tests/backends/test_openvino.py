@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 
 import numpy as np
@@ -12,6 +11,7 @@ from backends import tflite_model
 from backends.base import BackendOptions
 from backends.openvino import OpenVINOBackend, native_throughput
 from sut.errors import BackendUnavailable, ConfigError, ModelError
+from tests.backends.concurrency import predict_per_instance
 from tests.conftest import need_module, shared_path
 
 ov = need_module("openvino")
@@ -102,15 +102,9 @@ def test_throughput_mode_uses_the_optimal_request_count_and_runs_concurrently():
     assert info.instances == int(described["compiled"]["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]) >= 1
     batches = [random_batch(info, 1, seed) for seed in range(8)]
     expected = [backend.predict(b, 0) for b in batches]
-    n = info.instances
-
-    def run_instance(i):  # one thread per instance, as the harness runs them
-        return [(k, backend.predict(batches[k], i)) for k in range(i, len(batches), n)]
-
-    with concurrent.futures.ThreadPoolExecutor(n) as pool:
-        got = dict(pair for pairs in pool.map(run_instance, range(n)) for pair in pairs)
-    for k, e in enumerate(expected):
-        np.testing.assert_array_equal(e, got[k])
+    got = predict_per_instance(backend, batches, info.instances)
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
 
 
 def test_explicit_instances_and_hint_override():
