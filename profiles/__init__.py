@@ -61,7 +61,7 @@ class Config:
     cache_dir: str | None = None       # preprocessing cache (default ~/.cache/mlperf-edge)
     preprocess_workers: int = 0        # 0 = one per core
     sample_timeout_s: float = 60.0     # a sample unanswered this long fails the run
-    server_batch_timeout_ms: float = 2.0
+    server_batch_timeout_ms: float = 0.0   # Server: wait this long for a batch to fill (0: batch what is queued)
     trace: bool = False                # LoadGen trace log (slow, large)
     progress: bool = True
 

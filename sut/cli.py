@@ -62,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--target-qps", type=float, help="Offline expected / Server target samples per second")
     how.add_argument("--target-latency-ms", type=float, help="SingleStream/MultiStream expected latency, "
                      "Server latency bound")
+    how.add_argument("--server-batch-timeout-ms", type=float, dest="server_batch_timeout_ms",
+                     help="Server: how long a worker waits for a batch to fill (default 0: it batches "
+                          "what is already queued, never waits)")
     how.add_argument("--quick", action="store_true", default=None,
                      help="short runs that are still VALID (about a second each; not for submission)")
     be = p.add_argument_group("backend")
@@ -102,7 +105,7 @@ def overrides(args: argparse.Namespace) -> dict:
     values = {k: getattr(args, k) for k in (
         "backend", "model", "dataset", "dataset_path", "count", "scenario", "mode", "samples_per_query",
         "user_conf", "min_duration_ms", "min_query_count", "max_query_count", "performance_sample_count",
-        "target_qps", "target_latency_ms", "quick", "threads", "instances", "max_batch_size", "device",
+        "target_qps", "target_latency_ms", "server_batch_timeout_ms", "quick", "threads", "instances", "max_batch_size", "device",
         "precision", "output", "system", "cache_dir", "preprocess_workers", "sample_timeout_s", "trace",
         "progress")}
     if args.accuracy:

@@ -119,8 +119,8 @@ def run_test(cfg: Config, mode: str, backend: Backend, info: ModelInfo, dataset:
     completer = Completer()
     predictor = Predictor(backend, info, dataset, qsl)
     sut_cls = SUTS[cfg.scenario]
-    kwargs = {"batch_timeout_s": cfg.server_batch_timeout_ms / 1000} if cfg.scenario == "Server" else {}
-    sut = sut_cls(predictor, completer, info.instances, info.max_batch_size, **kwargs)
+    sut = sut_cls(predictor, completer, info.instances, info.max_batch_size,
+                  batch_timeout_s=cfg.server_batch_timeout_ms / 1000)
 
     def guarded(fn):
         def call(indices):

@@ -53,10 +53,19 @@ class Predictor:
 
 
 class WorkerPool:
-    """One thread per model instance, pulling (token, indices) items from a queue."""
+    """One thread per model instance, pulling ``(token, indices)`` items from a queue.
 
-    def __init__(self, predictor: Predictor, completer: Completer, instances: int):
+    With ``max_batch > 1`` a worker takes the first waiting item and then
+    whatever else is already waiting, up to ``max_batch`` samples, and runs
+    them as one model batch (dynamic batching: no waiting when the load is
+    light, bigger batches as it rises); with ``batch_timeout_s > 0`` it waits
+    up to that long for a batch to fill.
+    """
+
+    def __init__(self, predictor: Predictor, completer: Completer, instances: int,
+                 max_batch: int = 1, batch_timeout_s: float = 0.0):
         self.predictor, self.completer = predictor, completer
+        self.max_batch, self.batch_timeout_s = max_batch, batch_timeout_s
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.threads = [threading.Thread(target=self._work, args=(i,), name=f"worker-{i}", daemon=True)
                         for i in range(instances)]
@@ -69,21 +78,58 @@ class WorkerPool:
             self.queue.put((token, indices))
 
     def _work(self, instance: int) -> None:
-        predictor, completer = self.predictor, self.completer
+        get = self.queue.get
         while True:
-            item = self.queue.get()
+            item = get()
             if item is None:
                 return
-            token, indices = item
-            if completer.failed.is_set():
-                completer.discard(token)
-                continue
+            items = [item]
+            if len(item[1]) < self.max_batch:
+                self._gather(items, len(item[1]))
+            self._run(items, instance)
+
+    def _gather(self, items: list, samples: int) -> None:
+        """Add waiting items to ``items`` until ``max_batch`` samples (or the timeout)."""
+        deadline = None
+        while samples < self.max_batch:
             try:
-                responses = predictor(indices, instance)
-            except BaseException as exc:  # reported by the runner; the run must not hang
-                completer.fail(exc)
-                continue
-            completer.finish(token, responses)
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                if self.batch_timeout_s <= 0:
+                    return
+                deadline = deadline or time.monotonic() + self.batch_timeout_s
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    item = self.queue.get(timeout=remaining)
+                except queue.Empty:
+                    return
+            if item is None:
+                self.queue.put(None)  # the stop signal is for this worker's next get()
+                return
+            items.append(item)
+            samples += len(item[1])
+
+    def _run(self, items: list, instance: int) -> None:
+        completer = self.completer
+        if completer.failed.is_set():
+            for token, _ in items:
+                completer.discard(token)
+            return
+        if len(items) == 1:
+            indices = items[0][1]
+        else:
+            indices = [i for _, part in items for i in part]
+        try:
+            responses = self.predictor(indices, instance)
+        except BaseException as exc:  # reported by the runner; the run must not hang
+            completer.fail(exc)
+            return
+        start = 0
+        for token, part in items:
+            completer.finish(token, responses[start:start + len(part)])
+            start += len(part)
 
     def close(self, timeout: float = 1.0) -> None:
         for _ in self.threads:
@@ -96,9 +142,15 @@ class WorkerPool:
 class BaseSUT:
     """LoadGen's issue/flush callbacks. Exceptions never escape into LoadGen."""
 
-    def __init__(self, predictor: Predictor, completer: Completer, instances: int, max_batch: int):
+    #: whether workers batch queued items together (Server); the other
+    #: scenarios size their queue items themselves
+    gathers = False
+
+    def __init__(self, predictor: Predictor, completer: Completer, instances: int, max_batch: int,
+                 batch_timeout_s: float = 0.0):
         self.predictor, self.completer = predictor, completer
         self.instances, self.max_batch = instances, max_batch
+        self.batch_timeout_s = batch_timeout_s
         self.pool: WorkerPool | None = None
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
@@ -126,7 +178,8 @@ class BaseSUT:
 
     def _pool(self) -> WorkerPool:
         if self.pool is None:
-            self.pool = WorkerPool(self.predictor, self.completer, self.instances)
+            self.pool = WorkerPool(self.predictor, self.completer, self.instances,
+                                   self.max_batch if self.gathers else 1, self.batch_timeout_s)
         return self.pool
 
     def close(self) -> None:
@@ -169,54 +222,14 @@ class OfflineSUT(BaseSUT):
 
 
 class ServerSUT(BaseSUT):
-    """Queries arrive one by one; a batcher groups them up to ``max_batch``,
-    waiting at most ``batch_timeout_s`` for a batch to fill."""
+    """Queries arrive one by one and go straight onto the worker queue; the
+    workers batch whatever is waiting (see :class:`WorkerPool`), optionally
+    waiting up to ``batch_timeout_s`` for a batch to fill."""
 
-    def __init__(self, *args, batch_timeout_s: float = 0.002):
-        super().__init__(*args)
-        self.batch_timeout_s = batch_timeout_s
-        self._incoming: queue.SimpleQueue = queue.SimpleQueue()
-        self._batcher: threading.Thread | None = None
+    gathers = True
 
     def issue_impl(self, ids, indices):
-        if self.max_batch == 1:
-            self._pool().submit(ids, indices)
-            return
-        if self._batcher is None:
-            self._pool()
-            self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
-            self._batcher.start()
-        self._incoming.put((ids, indices))
-
-    def _batch_loop(self) -> None:
-        get = self._incoming.get
-        while True:
-            first = get()
-            if first is None:
-                return
-            ids, indices = list(first[0]), list(first[1])
-            deadline = time.monotonic() + self.batch_timeout_s
-            while len(ids) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                try:
-                    nxt = get(timeout=remaining) if remaining > 0 else self._incoming.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._incoming.put(None)
-                    break
-                ids += nxt[0]
-                indices += nxt[1]
-            try:
-                self.pool.submit(ids, indices)
-            except BaseException as exc:
-                self.completer.fail(exc)
-
-    def close(self) -> None:
-        if self._batcher is not None:
-            self._incoming.put(None)
-            self._batcher.join(1.0)
-        super().close()
+        self._pool().submit(ids, indices)
 
 
 SUTS = {

@@ -40,7 +40,7 @@ QUICK = {
 }
 
 
-SERVER_QPS_CAP = 2000.0
+SERVER_QPS_CAP = 1000.0
 
 
 @dataclasses.dataclass(frozen=True)
