@@ -45,6 +45,8 @@ class Dataset(abc.ABC):
     name: str = ""
     #: options this dataset accepts in the profile's ``dataset_options``
     option_names: tuple[str, ...] = ()
+    #: what ``--dataset-path`` must point at; None when the dataset needs no path
+    path_hint: str | None = "the dataset folder"
 
     def __init__(self, path: str | None, count: int | None = None, options: Mapping[str, Any] | None = None):
         from sut.errors import ConfigError

@@ -26,6 +26,7 @@ NUM_LABELS = 1000
 
 class ImageNet(Dataset):
     name = "imagenet"
+    path_hint = "the folder of validation images and val_map.txt"
     option_names = ("preprocessing", "val_map")
     #: model output sizes accepted; 1001 means class 0 is "background"
     CLASSES: tuple[int, ...] = (1000, 1001)

@@ -97,6 +97,7 @@ class SpeechCommands(Dataset):
     """Speech Commands clips labelled with the KWS model's 12 classes."""
 
     name = "speech_commands"
+    path_hint = "the Speech Commands test set (one folder per label) or the full v0.02 folder"
     option_names = ("layout", "quantization", "silence_dir")
 
     def __init__(self, path, count=None, options=None):

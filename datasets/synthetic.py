@@ -121,6 +121,8 @@ def make_model(path: Path) -> None:
 class SyntheticImages(ImageNet):
     """ImageNet-format demo data made on first use (``path`` optional)."""
 
+    path_hint = None
+
     name = "synthetic"
     CLASSES = (CLASSES,)
 

@@ -22,7 +22,7 @@ from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
 from sut import runner
-from sut.errors import HarnessError, ModelError
+from sut.errors import DatasetError, HarnessError, ModelError
 from sut.results import RunDirectory
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,9 @@ class Parts:
 def open_dataset(cfg: Config):
     """Scan the dataset and find the model; raises before anything is written."""
     dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
+    if not cfg.dataset_path and dataset.path_hint:
+        raise DatasetError(f"profile '{cfg.profile}' runs on the {cfg.dataset} dataset: "
+                           f"pass --dataset-path with {dataset.path_hint}")
     dataset.cache_root = cache_root(cfg)
     dataset.scan()
     model = cfg.model or dataset.default_model()

@@ -82,6 +82,9 @@ def test_wrong_result_count_fails(tmp_path):
     (["--profile", "demo", "--user-conf", "/nonexistent/user.conf"], 2, "error: user.conf not found"),
     (["--profile", "mobilenet_tflite", "--model", "x.tflite", "--dataset-path", "/nonexistent/imagenet"],
      4, "/nonexistent/imagenet"),
+    (["--profile", "mobilenet_tflite", "--model", "x.tflite"], 4,
+     "error: profile 'mobilenet_tflite' runs on the imagenet dataset: pass --dataset-path"),
+    (["--profile", "kws_tflite"], 4, "error: profile 'kws_tflite' runs on the speech_commands dataset: pass --dataset-path"),
 ])
 def test_user_mistakes_give_one_line_and_exit_code(tmp_path, args, code, message):
     args = [a.replace("{data}", str(tmp_path)) for a in args]
