@@ -1,0 +1,296 @@
+"""Completer and Watchdog: every sample is completed exactly once, and a
+stalled run is failed instead of hanging LoadGen.
+
+``mlperf_loadgen.QuerySamplesComplete`` is the runtime boundary: here it is
+replaced by a :class:`Recorder` that copies each response's bytes at call
+time (as LoadGen does), so the tests can check what LoadGen would have been
+told. Everything above it runs for real.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+import mlperf_loadgen as lg
+import numpy as np
+import pytest
+
+from sut import completion
+from sut.completion import Completer, Watchdog
+from sut.errors import BackendFailure
+
+#: bound on every wait for another thread (generous: the machine is shared)
+WAIT_S = 20.0
+
+
+class Recorder:
+    """Stands in for ``lg.QuerySamplesComplete``: records (id, response bytes)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.responses: list[tuple[int, bytes]] = []
+        self.calls = 0
+
+    def __call__(self, responses) -> None:
+        with self._lock:
+            self.calls += 1
+            for r in responses:
+                data = ctypes.string_at(r.data, r.size) if r.size else b""
+                self.responses.append((r.id, data))
+
+    @property
+    def ids(self) -> list[int]:
+        with self._lock:
+            return [i for i, _ in self.responses]
+
+    def by_id(self) -> dict[int, bytes]:
+        """id -> response bytes; fails if an id was completed twice."""
+        ids = self.ids
+        assert len(ids) == len(set(ids)), f"ids completed more than once: {sorted(ids)}"
+        with self._lock:
+            return dict(self.responses)
+
+    def values(self, dtype=np.float32) -> dict[int, list]:
+        """id -> decoded response (empty list for an empty completion)."""
+        return {i: np.frombuffer(data, dtype=dtype).tolist() for i, data in self.by_id().items()}
+
+    def wait_for(self, count: int, timeout: float = WAIT_S) -> None:
+        """Wait until ``count`` samples were completed (bounded, never a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        while len(self.ids) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(self.ids) >= count, f"only {len(self.ids)} of {count} samples completed in {timeout} s"
+
+
+@pytest.fixture
+def completions(monkeypatch) -> Recorder:
+    recorder = Recorder()
+    monkeypatch.setattr(lg, "QuerySamplesComplete", recorder)
+    return recorder
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (replaces ``time`` in sut.completion)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(completion, "time", fake)
+    return fake
+
+
+def rows(*values) -> np.ndarray:
+    """A (n, 1) float32 response array, one row per sample."""
+    return np.array(values, np.float32).reshape(-1, 1)
+
+
+# --- Completer ------------------------------------------------------------------
+
+def test_finish_completes_each_id_once_with_its_own_row(completions):
+    completer = Completer()
+    token = completer.start([7, 3, 9])
+    completer.finish(token, rows(1.5, 2.5, 3.5))
+    assert completions.values() == {7: [1.5], 3: [2.5], 9: [3.5]}
+    assert completions.calls == 1  # one LoadGen call per piece of work
+    assert completer.completed_samples == 3 and not completer.failed.is_set()
+
+
+def test_single_sample_response_keeps_all_its_bytes(completions):
+    completer = Completer()
+    token = completer.start([4])
+    completer.finish(token, np.array([[1.0, 2.0, 3.0]], np.float32))
+    assert completions.values() == {4: [1.0, 2.0, 3.0]}
+
+
+def test_rows_of_a_slice_are_addressed_by_stride(completions):
+    """Workers finish slices of one response array: row k must be row k of the slice."""
+    completer = Completer()
+    responses = np.arange(12, dtype=np.float32).reshape(6, 2)
+    token = completer.start([1, 2])
+    completer.finish(token, responses[3:5])
+    assert completions.values() == {1: [6.0, 7.0], 2: [8.0, 9.0]}
+
+
+def test_tokens_are_distinct_and_finish_in_any_order(completions):
+    completer = Completer()
+    first, second = completer.start([1]), completer.start([2])
+    assert first != second
+    completer.finish(second, rows(20))
+    completer.finish(first, rows(10))
+    assert completions.values() == {1: [10.0], 2: [20.0]}
+
+
+def test_finish_after_fail_is_a_no_op(completions):
+    completer = Completer()
+    token = completer.start([1, 2])
+    completer.fail(RuntimeError("boom"))
+    assert completions.values() == {1: [], 2: []}  # completed empty by the failure
+    completer.finish(token, rows(1, 2))
+    assert completions.values() == {1: [], 2: []}  # and never again
+    assert completer.completed_samples == 0
+
+
+def test_finish_twice_completes_once(completions):
+    completer = Completer()
+    token = completer.start([5])
+    completer.finish(token, rows(1))
+    completer.finish(token, rows(2))
+    assert completions.values() == {5: [1.0]}
+
+
+def test_discard_completes_empty_once(completions):
+    completer = Completer()
+    kept, skipped = completer.start([1]), completer.start([2, 3])
+    completer.discard(skipped)
+    completer.discard(skipped)
+    completer.finish(skipped, rows(9, 9))
+    completer.finish(kept, rows(4))
+    assert completions.values() == {1: [4.0], 2: [], 3: []}
+    assert not completer.failed.is_set()  # discarding is not a failure
+
+
+def test_start_after_failure_completes_empty_and_returns_none(completions):
+    completer = Completer()
+    completer.fail(RuntimeError("boom"))
+    assert completer.start([8, 9]) is None
+    assert completions.values() == {8: [], 9: []}
+
+
+def test_fail_completes_everything_outstanding_and_keeps_the_first_error(completions):
+    completer = Completer()
+    done = completer.start([1])
+    completer.finish(done, rows(1))
+    completer.start([2])
+    completer.start([3, 4])
+    first = RuntimeError("first")
+    completer.fail(first)
+    completer.fail(RuntimeError("second"))
+    assert completer.error is first and completer.failed.is_set()
+    assert completions.values() == {1: [1.0], 2: [], 3: [], 4: []}
+
+
+def test_wrong_response_count_fails_the_run_and_completes_empty(completions):
+    completer = Completer()
+    token = completer.start([1, 2, 3])
+    other = completer.start([4])
+    completer.finish(token, rows(1, 2))
+    assert isinstance(completer.error, BackendFailure)
+    assert str(completer.error) == "backend returned 2 results for 3 samples"
+    assert completions.values() == {1: [], 2: [], 3: [], 4: []}  # the other work too
+    completer.finish(other, rows(4))
+    assert completions.values()[4] == []
+
+
+def test_concurrent_finish_and_fail_complete_each_id_exactly_once(completions):
+    """Workers finishing while the watchdog fails the run: no id twice, none lost."""
+    completer = Completer()
+    tokens = [(completer.start([i]), i) for i in range(2000)]
+    barrier = threading.Barrier(3, timeout=WAIT_S)
+
+    def finish_half(half):
+        barrier.wait()
+        for token, i in half:
+            completer.finish(token, rows(i))
+
+    threads = [threading.Thread(target=finish_half, args=(tokens[k::2],)) for k in range(2)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    completer.fail(RuntimeError("watchdog"))
+    for t in threads:
+        t.join(WAIT_S)
+    values = completions.values()  # asserts no duplicates
+    assert sorted(values) == list(range(2000))
+    assert all(v in ([], [float(i)]) for i, v in values.items())
+
+
+# --- stalled_for ------------------------------------------------------------------
+
+def test_not_stalled_without_outstanding_work(clock, completions):
+    completer = Completer()
+    clock.now += 100
+    assert completer.stalled_for() == 0.0
+    token = completer.start([1])
+    completer.finish(token, rows(1))
+    clock.now += 100
+    assert completer.stalled_for() == 0.0
+
+
+def test_stalled_for_counts_from_the_oldest_outstanding_start(clock, completions):
+    completer = Completer()
+    clock.now += 50  # idle time before any work is not a stall
+    completer.start([1])
+    clock.now += 2
+    completer.start([2])
+    clock.now += 3
+    assert completer.stalled_for() == pytest.approx(5.0)
+
+
+def test_a_completion_is_progress_even_with_old_work_outstanding(clock, completions):
+    """A long Offline queue keeps completing: its oldest item is old, but it is not stalled."""
+    completer = Completer()
+    completer.start([1])  # still queued
+    clock.now += 30
+    token = completer.start([2])
+    clock.now += 10
+    completer.finish(token, rows(2))
+    clock.now += 4
+    assert completer.stalled_for() == pytest.approx(4.0)
+
+
+def test_empty_completions_are_not_progress(clock, completions):
+    completer = Completer()
+    completer.start([1])
+    skipped = completer.start([2])
+    clock.now += 10
+    completer.discard(skipped)
+    assert completer.stalled_for() == pytest.approx(10.0)
+
+
+# --- Watchdog ---------------------------------------------------------------------
+
+def test_watchdog_fails_a_stalled_run_naming_sample_timeout(completions):
+    completer = Completer()
+    completer.start([1, 2])
+    with Watchdog(completer, timeout_s=0.2):
+        assert completer.failed.wait(WAIT_S), "the watchdog never failed the stalled run"
+    assert isinstance(completer.error, BackendFailure)
+    message = str(completer.error)
+    assert message.startswith("backend gave no answer for ")
+    assert "sample timeout 0.2 s" in message and "--sample-timeout" in message
+    assert completions.values() == {1: [], 2: []}
+    assert completer.start([3]) is None  # later queries are completed at once
+
+
+def test_watchdog_leaves_a_progressing_run_alone(clock, completions):
+    """Outstanding work older than the timeout, but completions keep coming."""
+    completer = Completer()
+    completer.start([0])
+    with Watchdog(completer, timeout_s=10.0) as watchdog:
+        for i in range(1, 6):
+            clock.now += 8  # 40 s since the first start, never 10 s without progress
+            token = completer.start([i])
+            completer.finish(token, rows(i))
+            time.sleep(watchdog.timeout_s / 40 + 0.05)  # let it look (real time)
+        assert not completer.failed.is_set()
+        clock.now += 11
+        assert completer.failed.wait(WAIT_S)
+    assert "no answer for 11.0 s" in str(completer.error)
+    assert completions.values()[0] == []
+
+
+def test_watchdog_thread_stops_on_exit(completions):
+    completer = Completer()
+    with Watchdog(completer, timeout_s=0.05) as watchdog:
+        pass
+    assert not watchdog._thread.is_alive()
+    assert not completer.failed.is_set()

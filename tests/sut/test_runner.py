@@ -1,0 +1,219 @@
+"""sut.runner in-process with the real LoadGen and the null backend: runs
+that pass, runs whose backend raises or stops answering, and warm-up.
+
+Every run is started through :func:`bounded`, so a harness bug that hangs
+fails the test instead of the whole session. The hanging backends here wait
+on an event the test sets at the end, so no thread outlives its test.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from backends.base import BackendOptions
+from backends.null import NullBackend
+from benchmarks.harness_overhead import ArrayDataset, random_store
+from datasets.cache import SampleStore
+from profiles import Config
+from sut import runner
+from sut.errors import BackendFailure
+from tests.sut.faulty_backend import RaisingBackend, WrongCountBackend
+
+SAMPLES = 64
+#: bound on any run or wait (generous: the machine is shared); runs take < 1 s
+WAIT_S = 60.0
+SHAPE = {"input_shape": [4], "input_dtype": "float32", "classes": 10}
+
+#: short settings that LoadGen still calls VALID (early stopping needs 64
+#: SingleStream, 662 MultiStream and ~459 Server queries); the Server bound is
+#: loose so that a busy machine cannot make a query late
+SHORT = {
+    "SingleStream": dict(min_duration_ms=0, min_query_count=100),
+    "MultiStream": dict(min_duration_ms=0, min_query_count=700),
+    "Offline": dict(min_duration_ms=0, min_query_count=1000),  # Offline: samples in its one query
+    "Server": dict(min_duration_ms=0, min_query_count=500, target_qps=1000.0, target_latency_ms=500.0),
+}
+METRIC_NAMES = {"SingleStream": "90th percentile latency", "MultiStream": "99th percentile latency",
+                "Offline": "samples per second", "Server": "scheduled samples per second"}
+
+
+class StuckBackend(NullBackend):
+    """Stops answering after ``after`` samples, until ``release`` is set."""
+
+    def __init__(self, options=None, after: int = 0):
+        super().__init__(options)
+        self.after, self.calls = after, 0
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def predict_impl(self, batch, instance):
+        with self._lock:
+            self.calls += 1
+            stuck = self.calls > self.after
+        if stuck:
+            self.release.wait(WAIT_S)
+        return super().predict_impl(batch, instance)
+
+    def predict_each(self, samples, instance=0):
+        """Every sample through :meth:`predict_impl` (the null backend skips it)."""
+        return np.concatenate([self.predict_impl(s, instance) for s in samples])
+
+
+def options(max_batch: int = 1, instances: int = 1) -> BackendOptions:
+    return BackendOptions(max_batch_size=max_batch, instances=instances, extra=SHAPE)
+
+
+@pytest.fixture
+def stuck():
+    """Make StuckBackends; all are released when the test ends."""
+    made: list[StuckBackend] = []
+
+    def make(after: int = 0, **kwargs) -> StuckBackend:
+        made.append(StuckBackend(options(**kwargs), after))
+        return made[-1]
+
+    yield make
+    for backend in made:
+        backend.release.set()
+
+
+def bounded(fn, *args, timeout: float = WAIT_S):
+    """``fn(*args)`` on a thread; fails the test if it has not returned in ``timeout`` s."""
+    outcome: dict = {}
+
+    def call():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, name="bounded", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} did not return in {timeout} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def run(tmp_path, backend, scenario: str, mode: str = "performance", store=None, **values) -> runner.TestResult:
+    """One LoadGen test of ``backend`` on SAMPLES random in-memory samples."""
+    info = backend.info or backend.load(None)
+    store = store or random_store(info.input, SAMPLES)
+    cfg = Config(scenario=scenario, progress=False, **{**SHORT[scenario], **values})
+    outdir = tmp_path / f"{scenario}-{mode}"
+    outdir.mkdir()
+    return bounded(runner.run_test, cfg, mode, backend, info, ArrayDataset(SAMPLES), store, None, outdir)
+
+
+def assert_failed_with(result: runner.TestResult, pattern: str) -> None:
+    """A failed run: one line of error matching ``pattern``, no result claimed."""
+    assert result.error is not None and not result.ok
+    assert "\n" not in result.error
+    assert re.search(pattern, result.error), result.error
+    assert result.validity is None and result.metric is None and not result.hung
+
+
+# --- runs that pass -----------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", list(SHORT))
+@pytest.mark.parametrize("max_batch,instances", [(1, 1), (4, 2)])
+def test_every_scenario_is_valid_with_short_settings(tmp_path, scenario, max_batch, instances):
+    result = run(tmp_path, NullBackend(options(max_batch, instances)), scenario)
+    assert result.ok, result.error
+    assert result.validity == "VALID", result.reasons
+    assert result.reasons == [] and not result.hung
+    assert result.metric is not None and result.metric[0] == METRIC_NAMES[scenario]
+    assert result.detail["effective_scenario"] == scenario and result.detail["_errors"] == []
+    assert "Result is : VALID" in (result.directory / "mlperf_log_summary.txt").read_text()
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Offline", "Server"])
+def test_accuracy_run_scores_every_sample(tmp_path, scenario):
+    """The null backend answers class 0 and every label is 0: all responses must arrive intact."""
+    result = run(tmp_path, NullBackend(options(4, 2)), scenario, mode="accuracy")
+    assert result.ok, result.error
+    assert (result.accuracy.good, result.accuracy.total) == (SAMPLES, SAMPLES)
+    assert (result.directory / "accuracy.txt").read_text().startswith("accuracy=100.000%")
+
+
+# --- runs that fail -----------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", list(SHORT))
+def test_backend_raising_mid_run_gives_one_line_error(tmp_path, monkeypatch, scenario):
+    monkeypatch.setenv("FAULT_AFTER", "20")
+    result = run(tmp_path, RaisingBackend(options(1, 2)), scenario)
+    assert_failed_with(result, r"^backend failed: RuntimeError: injected failure on call \d+$")
+    assert result.detail  # LoadGen finished and its log was read
+
+
+def test_wrong_result_count_mid_run_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAULT_AFTER", "5")
+    result = run(tmp_path, WrongCountBackend(options(4, 1)), "Offline")
+    assert_failed_with(result, r"^backend returned 3 results for a batch of 4 samples$")
+
+
+class FailingStore(SampleStore):
+    """A sample store whose reads fail (a cache file gone bad)."""
+
+    def rows(self, indices):
+        raise OSError("disk went away")
+
+
+def test_failing_sample_load_gives_one_line_error(tmp_path):
+    backend = NullBackend(options())
+    info = backend.load(None)
+    store = FailingStore(random_store(info.input, SAMPLES).data)
+    result = run(tmp_path, backend, "SingleStream", store=store)
+    assert_failed_with(result, r"^loading samples failed: disk went away$")
+
+
+@pytest.mark.parametrize("scenario,instances", [("Offline", 1), ("Server", 1), ("MultiStream", 2)])
+def test_hanging_backend_is_caught_by_the_watchdog(tmp_path, stuck, scenario, instances):
+    result = run(tmp_path, stuck(after=20, instances=instances), scenario, sample_timeout_s=0.5)
+    assert_failed_with(result, r"^backend gave no answer for [\d.]+ s \(sample timeout 0.5 s; .*--sample-timeout")
+    assert result.detail  # every sample was completed empty, so LoadGen finished
+
+
+def test_backend_stuck_on_loadgens_thread_is_reported_hung(tmp_path, stuck, monkeypatch):
+    """SingleStream predicts on LoadGen's own thread: the watchdog fails the run,
+    but LoadGen cannot finish; run_test must still return."""
+    monkeypatch.setattr(runner, "FAILURE_GRACE_S", 0.5)
+    backend = stuck(after=20)
+    result = run(tmp_path, backend, "SingleStream", sample_timeout_s=0.5)
+    assert result.hung and not result.ok
+    assert "no answer for" in result.error and result.error.endswith("LoadGen did not finish, process must exit")
+    # let LoadGen finish before the next test uses it
+    backend.release.set()
+    for thread in threading.enumerate():
+        if thread.name == "loadgen":
+            thread.join(WAIT_S)
+            assert not thread.is_alive()
+
+
+# --- warm-up ------------------------------------------------------------------------
+
+def warm_up(backend, timeout_s: float = WAIT_S):
+    info = backend.info or backend.load(None)
+    return runner.warm_up(backend, info, ArrayDataset(SAMPLES), random_store(info.input, SAMPLES),
+                          samples_per_query=8, timeout_s=timeout_s, min_time_s=0.05)
+
+
+def test_warm_up_measures_the_backend():
+    estimate = warm_up(NullBackend(options(4, 2)))
+    assert estimate.latency_s > 0 and estimate.query_latency_s > 0 and estimate.samples_per_s > 0
+
+
+def test_warm_up_raising_backend_is_a_backend_failure(monkeypatch):
+    monkeypatch.setenv("FAULT_AFTER", "0")
+    with pytest.raises(BackendFailure, match="^backend failed during warm-up: RuntimeError: injected failure on call 1$"):
+        warm_up(RaisingBackend(options()))
+
+
+def test_warm_up_hanging_backend_is_a_backend_failure(stuck):
+    with pytest.raises(BackendFailure, match="^backend gave no answer for 0.3 s during warm-up$"):
+        warm_up(stuck(after=2), timeout_s=0.3)
