@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -158,10 +158,33 @@ class Backend(abc.ABC):
     def predict(self, batch: np.ndarray, instance: int = 0) -> np.ndarray:
         """Run one batch (first dimension = samples) and return the first output.
 
-        ``batch`` already has the model's dtype and layout. Must be safe to call
-        concurrently for distinct ``instance`` values below ``info.instances``.
+        ``batch`` already has the model's dtype and layout; it may be a view of
+        the harness's sample memory, which the backend must not modify. The
+        returned array belongs to the caller: the backend must not write to it
+        later (copy out of buffers it reuses). Must be safe to call concurrently
+        for distinct ``instance`` values below ``info.instances``.
         """
         return self.predict_impl(batch, instance)
+
+    def predict_each(self, samples: Sequence[np.ndarray], instance: int = 0) -> np.ndarray:
+        """Run single-sample batches one after another; their first outputs stacked.
+
+        The harness calls this for a model that takes one sample per inference
+        (``max_batch_size`` 1) when it has several samples to run, so a backend
+        can loop in the cheapest way its runtime allows (or pipeline the
+        requests). The default calls :meth:`predict_impl` per sample. Same
+        concurrency rules as :meth:`predict`.
+        """
+        from sut.errors import BackendFailure
+
+        predict, outputs = self.predict_impl, []
+        append = outputs.append
+        for sample in samples:
+            out = predict(sample, instance)
+            if len(out) != 1:
+                raise BackendFailure(f"backend returned {len(out)} results for a batch of 1 sample")
+            append(out)
+        return np.concatenate(outputs)
 
     def close(self) -> None:
         self.close_impl()

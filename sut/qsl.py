@@ -25,6 +25,7 @@ class QuerySampleLibrary:
         self.performance_count = min(performance_count, self.total_count)
         self._rows = np.full(self.total_count, -1, dtype=np.int64)
         self._data: np.ndarray | None = None
+        self._singles: list[np.ndarray] = []
 
     def load(self, indices: list[int]) -> None:
         wanted = np.unique(np.asarray(indices, dtype=np.int64))
@@ -34,25 +35,46 @@ class QuerySampleLibrary:
         self._rows[:] = -1
         self._rows[wanted] = np.arange(len(wanted))
         self._data = data
+        self._singles = [data[i:i + 1] for i in range(len(data))]
         log.debug("loaded %d samples (%.1f MB)", len(wanted), data.nbytes / 1e6)
 
     def unload(self, indices: list[int]) -> None:
         self._rows[np.asarray(indices, dtype=np.int64)] = -1
         if not (self._rows >= 0).any():
-            self._data = None
+            self._data, self._singles = None, []
 
     @property
     def loaded_count(self) -> int:
         return int((self._rows >= 0).sum())
 
-    def batch(self, indices) -> np.ndarray:
-        """Samples ``indices`` stacked on the first axis (a view for one sample)."""
-        if len(indices) == 1:
-            row = self._rows[indices[0]]
-            if row < 0:
-                raise KeyError(f"sample {indices[0]} was not loaded by LoadGen")
-            return self._data[row:row + 1]
+    @property
+    def data(self) -> np.ndarray:
+        """The loaded samples, one per row (rows as returned by :meth:`rows`)."""
+        return self._data
+
+    @property
+    def singles(self) -> list[np.ndarray]:
+        """One-row views of :attr:`data`, made once at load time for backends
+        that take one sample per call."""
+        return self._singles
+
+    def rows(self, indices) -> np.ndarray:
+        """Rows of :attr:`data` holding dataset ``indices``; KeyError for a sample not loaded."""
         rows = self._rows[np.asarray(indices, dtype=np.int64)]
-        if (rows < 0).any():
-            raise KeyError(f"samples {np.asarray(indices)[rows < 0].tolist()} were not loaded by LoadGen")
+        if len(rows) and rows.min() < 0:
+            missing = np.asarray(indices)[rows < 0].tolist()
+            what = f"sample {missing[0]} was" if len(missing) == 1 else f"samples {missing} were"
+            raise KeyError(f"{what} not loaded by LoadGen")
+        return rows
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows stacked on the first axis: a view (no copy) when they are
+        consecutive, else a gathered copy."""
+        first = int(rows[0])
+        if len(rows) == 1 or (rows[-1] - first == len(rows) - 1 and (np.diff(rows) == 1).all()):
+            return self._data[first:first + len(rows)]
         return self._data[rows]
+
+    def batch(self, indices) -> np.ndarray:
+        """Samples ``indices`` stacked on the first axis (a view when their rows are consecutive)."""
+        return self.take(self.rows(indices))

@@ -27,28 +27,45 @@ log = logging.getLogger(__name__)
 
 
 class Predictor:
-    """Dataset indices -> model responses, splitting into accepted batch sizes."""
+    """Dataset indices -> model responses, splitting into accepted batch sizes.
+
+    Sample rows are looked up once per call; a batch of consecutive rows goes
+    to the backend as a view of the QSL's array (no copy); a backend that takes
+    one sample at a time gets all of them at once as single-row views
+    (:meth:`~backends.base.Backend.predict_each`).
+    """
 
     def __init__(self, backend: Backend, info: ModelInfo, dataset: Dataset, qsl: QuerySampleLibrary):
         self.backend, self.info, self.dataset, self.qsl = backend, info, dataset, qsl
+        self._one_at_a_time = info.max_batch_size == 1
 
     def __call__(self, indices, instance: int = 0) -> np.ndarray:
-        n = len(indices)
+        rows = self.qsl.rows(indices)
+        n = len(rows)
         if self.info.accepts_batch(n):
-            outputs = self._predict(indices, instance)
+            outputs = self._predict(rows, instance)
+        elif self._one_at_a_time:
+            outputs = self._predict_each(rows, instance)
         else:
             parts, start = [], 0
             for size in self.info.split_batch(n):
-                parts.append(self._predict(indices[start:start + size], instance))
+                parts.append(self._predict(rows[start:start + size], instance))
                 start += size
             outputs = np.concatenate(parts)
         # one postprocess call per query or queue item, not per model batch
         return np.ascontiguousarray(self.dataset.postprocess(outputs, self.info))
 
-    def _predict(self, indices, instance):
-        outputs = self.backend.predict(self.qsl.batch(indices), instance)
-        if len(outputs) != len(indices):
-            raise BackendFailure(f"backend returned {len(outputs)} results for a batch of {len(indices)} samples")
+    def _predict(self, rows, instance):
+        outputs = self.backend.predict(self.qsl.take(rows), instance)
+        if len(outputs) != len(rows):
+            raise BackendFailure(f"backend returned {len(outputs)} results for a batch of {len(rows)} samples")
+        return outputs
+
+    def _predict_each(self, rows, instance):
+        singles = self.qsl.singles
+        outputs = self.backend.predict_each([singles[row] for row in rows.tolist()], instance)
+        if len(outputs) != len(rows):
+            raise BackendFailure(f"backend returned {len(outputs)} results for {len(rows)} single-sample batches")
         return outputs
 
 
@@ -210,15 +227,26 @@ class MultiStreamSUT(BaseSUT):
 class OfflineSUT(BaseSUT):
     """All samples in one query: batched queue items for the worker pool."""
 
+    #: most model-output bytes per queue item: the item's outputs are gathered
+    #: into one array before postprocessing, which is fastest while it stays in cache
+    ITEM_OUTPUT_BYTES = 256 * 1024
+    MAX_ITEM = 1024
+
     def issue_impl(self, ids, indices):
         pool = self._pool()
         n = len(ids)
-        # items of whole model batches; enough items to keep every worker busy,
-        # few enough that queueing costs nothing per sample
-        per_worker = max(1, n // (self.instances * 8))
-        item = max(self.max_batch, min(1024, per_worker) // self.max_batch * self.max_batch)
+        item = self._item_size(n)
         for start in range(0, n, item):
             pool.submit(ids[start:start + item], indices[start:start + item])
+
+    def _item_size(self, n: int) -> int:
+        """Samples per queue item: whole model batches; enough items to keep
+        every worker busy, few enough that queueing costs nothing per sample."""
+        out = self.predictor.info.output
+        per_sample = max(1, int(np.prod(out.shape)) * out.dtype.itemsize)
+        cap = max(1, min(self.MAX_ITEM, self.ITEM_OUTPUT_BYTES // per_sample))
+        per_worker = max(1, n // (self.instances * 8))
+        return max(self.max_batch, min(cap, per_worker) // self.max_batch * self.max_batch)
 
 
 class ServerSUT(BaseSUT):

@@ -34,9 +34,12 @@ def test_null_backend_every_scenario_valid(tmp_path, scenario):
     assert "result    : VALID" in proc.stdout, proc.stdout
 
 
-# warm-up makes at most 100 predict calls: faults after 150 happen under LoadGen
-FAULTS = [(s, "performance", 150) for s in SCENARIOS] + [("SingleStream", "accuracy", 80),
-                                                         ("Offline", "accuracy", 101)]
+# warm-up makes 50 single calls + 5 timed items of all 60 demo samples
+# (sut.runner.warm_up) = 350 predict calls with these fast one-sample
+# backends: faults after 380 happen under LoadGen, and accuracy runs (60
+# samples) end at call 410
+FAULTS = [(s, "performance", 400) for s in SCENARIOS] + [("SingleStream", "accuracy", 380),
+                                                         ("Offline", "accuracy", 380)]
 
 
 @pytest.mark.parametrize("scenario,mode,after", FAULTS)
@@ -68,7 +71,7 @@ def test_fault_during_warm_up_is_reported(tmp_path):
 def test_wrong_result_count_fails(tmp_path):
     proc = run_cli("--profile", "demo", *NULL_AS_DEMO[2:], "--backend", "tests.sut.faulty_backend:WrongCountBackend",
                    "--scenario", "Offline", "--mode", "performance", "--quick", "--max-batchsize", "4",
-                   tmp_path=tmp_path, env={"FAULT_AFTER": "150"})
+                   tmp_path=tmp_path, env={"FAULT_AFTER": "400"})
     assert proc.returncode == 6
     assert "backend returned 3 results for a batch of 4 samples" in proc.stderr
 

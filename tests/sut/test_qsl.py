@@ -36,3 +36,25 @@ def test_unloaded_sample_raises():
 def test_performance_count_capped_at_dataset_size():
     qsl, _ = make_qsl(n=10, perf=1024)
     assert qsl.performance_count == 10
+
+
+def test_consecutive_rows_are_a_view_scattered_rows_a_copy():
+    qsl, data = make_qsl()
+    qsl.load([1, 2, 3, 4, 8])
+    run = qsl.take(qsl.rows([2, 3, 4]))
+    assert np.shares_memory(run, qsl.data)
+    np.testing.assert_array_equal(run, data[2:5])
+    scattered = qsl.batch([4, 2, 8])
+    assert not np.shares_memory(scattered, qsl.data)
+    np.testing.assert_array_equal(scattered, data[[4, 2, 8]])
+
+
+def test_single_row_views_are_made_at_load_and_dropped_at_unload():
+    qsl, data = make_qsl()
+    qsl.load([5, 6])
+    (five, six) = (qsl.singles[r] for r in qsl.rows([5, 6]))
+    np.testing.assert_array_equal(five, data[5:6])
+    np.testing.assert_array_equal(six, data[6:7])
+    assert np.shares_memory(five, qsl.data)
+    qsl.unload([5, 6])
+    assert qsl.singles == [] and qsl.data is None
