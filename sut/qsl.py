@@ -58,6 +58,13 @@ class QuerySampleLibrary:
         that take one sample per call."""
         return self._singles
 
+    def row(self, index: int) -> int:
+        """Row of :attr:`data` holding dataset ``index`` (the one-sample fast path of :meth:`rows`)."""
+        row = int(self._rows[index])
+        if row < 0:
+            raise KeyError(f"sample {index} was not loaded by LoadGen")
+        return row
+
     def rows(self, indices) -> np.ndarray:
         """Rows of :attr:`data` holding dataset ``indices``; KeyError for a sample not loaded."""
         rows = self._rows[np.asarray(indices, dtype=np.int64)]

@@ -40,6 +40,8 @@ class Predictor:
         self._one_at_a_time = info.max_batch_size == 1
 
     def __call__(self, indices, instance: int = 0) -> np.ndarray:
+        if len(indices) == 1:  # SingleStream and Server: the per-query cost is the overhead
+            return np.ascontiguousarray(self.dataset.postprocess(self._predict_one(indices[0], instance), self.info))
         rows = self.qsl.rows(indices)
         n = len(rows)
         if self.info.accepts_batch(n):
@@ -59,6 +61,12 @@ class Predictor:
         outputs = self.backend.predict(self.qsl.take(rows), instance)
         if len(outputs) != len(rows):
             raise BackendFailure(f"backend returned {len(outputs)} results for a batch of {len(rows)} samples")
+        return outputs
+
+    def _predict_one(self, index, instance):
+        outputs = self.backend.predict(self.qsl.singles[self.qsl.row(index)], instance)
+        if len(outputs) != 1:
+            raise BackendFailure(f"backend returned {len(outputs)} results for a batch of 1 sample")
         return outputs
 
     def _predict_each(self, rows, instance):
