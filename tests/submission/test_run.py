@@ -100,7 +100,8 @@ def test_a_caching_backend_fails_test04(tmp_path):
 def test_missing_system_fields_are_problems_of_the_tree(tmp_path):
     result = run_submission(kws_config(tmp_path), "TestOrg", "open", None, quick=True, echo=lambda *a: None)
     assert not (next(result.root.glob("open/TestOrg/results/*/kws/Offline")) / "TEST01").exists()
-    others = [p for p in result.problems if not quick_kinds(p)]
+    # a quick run on a loaded machine may also come out INVALID: not what this test is about
+    others = [p for p in result.problems if not quick_kinds(p) and not re.search(r": result is INVALID", p)]
     assert others and all(re.search(r"systems/.*\.json: field '[\w-]+' is empty: give it in --system-desc", p)
                           for p in others)
     assert any("'cooling'" in p for p in others) and any("'status'" in p for p in others)
