@@ -77,6 +77,17 @@ class Predictor:
         return outputs
 
 
+def consecutive_runs(rows: np.ndarray) -> np.ndarray:
+    """A permutation of ``range(len(rows))`` that visits the samples in rounds
+    of ascending rows: every row's first sample, then every row's second, and
+    so on. Cut into batches, it gives mostly runs of consecutive rows."""
+    by_row = np.argsort(rows, kind="stable")
+    sorted_rows = rows[by_row]
+    counts = np.bincount(sorted_rows)
+    rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[sorted_rows]  # occurrence number
+    return by_row[np.lexsort((sorted_rows, rank))]
+
+
 class WorkerPool:
     """One thread per model instance, pulling ``(token, indices)`` items from a queue.
 
@@ -244,8 +255,17 @@ class OfflineSUT(BaseSUT):
         pool = self._pool()
         n = len(ids)
         item = self._item_size(n)
+        if self.max_batch == 1:
+            for start in range(0, n, item):
+                pool.submit(ids[start:start + item], indices[start:start + item])
+            return
+        # Offline may answer in any order: batch the samples so that model
+        # batches are runs of consecutive QSL rows, which go to the backend as
+        # views instead of gathered copies
+        order = consecutive_runs(self.predictor.qsl.rows(indices))
+        ids, indices = np.asarray(ids)[order], np.asarray(indices)[order]
         for start in range(0, n, item):
-            pool.submit(ids[start:start + item], indices[start:start + item])
+            pool.submit(ids[start:start + item].tolist(), indices[start:start + item])
 
     def _item_size(self, n: int) -> int:
         """Samples per queue item: whole model batches; enough items to keep

@@ -435,3 +435,36 @@ def test_server_with_max_batch_one_never_gathers(make, completions):
     gate.opened.set()
     completions.wait_for(3)
     assert parts.backend.sizes == [1, 1, 1]
+
+
+@pytest.mark.parametrize("rows,expected", [
+    ([3, 1, 3, 0, 1, 3, 2], [0, 1, 2, 3, 1, 3, 3]),
+    ([5, 5, 5], [5, 5, 5]),
+    ([2, 0, 1], [0, 1, 2]),
+])
+def test_consecutive_runs_visits_rows_in_ascending_rounds(rows, expected):
+    rows = np.array(rows)
+    order = scenarios.consecutive_runs(rows)
+    assert sorted(order.tolist()) == list(range(len(rows)))  # a permutation
+    assert rows[order].tolist() == expected
+
+
+def test_offline_batches_are_views_of_consecutive_rows_and_answers_keep_their_ids(make, completions):
+    """LoadGen repeats each of the 16 loaded samples 4 times in random order;
+    Offline reorders them so every model batch is a run of consecutive rows."""
+    views = []
+    parts = make(samples=16, max_batch_size=4)
+    predict = parts.backend.predict_impl
+
+    def recording(batch, instance):
+        views.append(np.shares_memory(batch, parts.qsl.data))
+        return predict(batch, instance)
+
+    parts.backend.predict_impl = recording
+    indices = np.random.default_rng(0).permutation(np.repeat(np.arange(16), 4)).tolist()
+    ids = list(range(ID_BASE, ID_BASE + len(indices)))
+    sut = parts.sut(OfflineSUT, max_batch=4)
+    sut.issue(ids, indices)
+    completions.wait_for(len(ids))
+    assert parts.backend.sizes == [4] * 16 and all(views)
+    assert completions.values() == {i: [10.0 * index] for i, index in zip(ids, indices)}
