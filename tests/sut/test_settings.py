@@ -178,10 +178,11 @@ def test_quick_overrides_user_conf_and_the_command_line_overrides_quick(user_con
 def test_quick_server_bound_is_one_the_device_can_meet():
     slow = Estimate(latency_s=0.010, query_latency_s=0.080, samples_per_s=100.0)
     assert build(cfg("Server", quick=True), "performance", slow).server_target_latency_ns == 200 * MS
+    # at least 100 ms, so a quick run on a busy machine still says whether the harness works
     fast = Estimate(latency_s=0.0005, query_latency_s=0.004, samples_per_s=2000.0)
-    assert build(cfg("Server", quick=True), "performance", fast).server_target_latency_ns == 15 * MS
+    assert build(cfg("Server", quick=True), "performance", fast).server_target_latency_ns == 100 * MS
+    assert build(cfg("Server", quick=True), "performance", None).server_target_latency_ns == 100 * MS
     # only quick runs move the bound
     assert build(cfg("Server"), "performance", slow).server_target_latency_ns == 15 * MS
-    assert build(cfg("Server", quick=True), "performance", None).server_target_latency_ns == 15 * MS
     assert build(cfg("Server", quick=True, target_latency_ms=3.0), "performance", slow) \
         .server_target_latency_ns == 3 * MS  # an explicit bound wins
