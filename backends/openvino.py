@@ -87,7 +87,8 @@ class OpenVINOBackend(Backend):
         config = compile_config(core, self._device, self.options, self._hint)
         self._compiled = compile_model(core, model, self._device, config)
         count = self._request_count()
-        self._requests = [self._compiled.create_infer_request() for _ in range(count)]
+        self._requests = [_Request(ov, self._compiled.create_infer_request(), self._compiled.inputs[0])
+                          for _ in range(count)]
         return ModelInfo(inputs=(input_spec,), outputs=(output_spec,),
                          max_batch_size=max_batch, instances=count)
 
@@ -105,9 +106,7 @@ class OpenVINOBackend(Backend):
     def predict_impl(self, batch, instance):
         if self._legacy is not None:
             return self._legacy.predict_impl(batch, instance)
-        request = self._requests[instance]
-        request.infer({0: batch}, share_inputs=True)
-        return request.get_output_tensor(0).data.copy()
+        return self._requests[instance](batch)
 
     def close_impl(self):
         if self._legacy is not None:
@@ -135,6 +134,47 @@ class OpenVINOBackend(Backend):
         if self._compiled is not None:
             out["compiled"] = compiled_properties(self._compiled)
         return out
+
+
+class _Request:
+    """One infer request, fed the cheapest way OpenVINO's public API allows.
+
+    ``infer({0: batch}, share_inputs=True)`` runs OpenVINO's Python input
+    dispatcher and builds an output dict on every call (about 20 us on a small
+    CPU, 2-3% of a 0.25 MobileNet inference). A C-contiguous, writeable batch of
+    the input's own dtype is wrapped in a Tensor that shares its memory and set
+    directly instead; anything else (another dtype, a read-only or strided view)
+    still goes through the dispatcher, which converts or copies it.
+    """
+
+    __slots__ = ("request", "tensor", "shared_dtype")
+
+    def __init__(self, ov, request, port):
+        self.request = request
+        self.tensor = ov.Tensor
+        self.shared_dtype = _shareable_dtype(ov, port.get_element_type())
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        request = self.request
+        flags = batch.flags
+        if batch.dtype == self.shared_dtype and flags.c_contiguous and flags.writeable:
+            request.set_input_tensor(self.tensor(batch, shared_memory=True))
+            request.infer(share_outputs=True)
+        else:
+            request.infer({0: batch}, share_inputs=True, share_outputs=True)
+        return request.get_output_tensor(0).data.copy()  # the request reuses its output buffer
+
+
+def _shareable_dtype(ov, element):
+    """The NumPy dtype whose arrays an input of type ``element`` can share, or None
+    (bf16 and string inputs, and types NumPy lacks, need the dispatcher's conversions)."""
+    special = [getattr(ov.Type, name) for name in ("bf16", "string") if hasattr(ov.Type, name)]
+    if any(element == t for t in special):
+        return None
+    try:
+        return np.dtype(element.to_dtype())
+    except (RuntimeError, TypeError, ValueError):
+        return None
 
 
 # --- helpers (free functions, also used by native_throughput) -------------------------

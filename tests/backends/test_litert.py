@@ -139,6 +139,40 @@ def test_instances_agree_with_single_instance(runtime):
             np.testing.assert_array_equal(got, want)
 
 
+def test_predict_each_matches_predict_per_sample(runtime):
+    path = model("mobilenet", "mobilenet_v1_0.25_128_quant.tflite")
+    with load(path, instances=2, threads=1) as backend:
+        batch = random_batch(backend.info.input, 5)
+        samples = [batch[i:i + 1] for i in range(5)]
+        expected = np.concatenate([backend.predict(s, 0) for s in samples])
+        for instance in (0, 1):
+            got = backend.predict_each(samples, instance)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_predict_each_refuses_what_predict_refuses(runtime):
+    with load(model("kws", "kws_ref_model.tflite")) as backend:
+        batch = random_batch(backend.info.input, 2)
+        with pytest.raises(BackendFailure, match="instance 1"):
+            backend.predict_each([batch[:1]], 1)
+        with pytest.raises(BackendFailure, match="batch size 2"):
+            backend.predict_each([batch[:1], batch], 0)
+
+
+def test_predict_each_goes_through_a_subclass_predict_impl(runtime):
+    class Shifted(LiteRTBackend):  # a plugin that changes the answers (tests/submission does)
+        def predict_impl(self, batch, instance):
+            return super().predict_impl(batch, instance) + 1
+
+    path = model("kws", "kws_ref_model_float32.tflite")
+    with load(path) as plain, Shifted(BackendOptions()) as shifted:
+        shifted.load(path)
+        batch = random_batch(plain.info.input, 3)
+        samples = [batch[i:i + 1] for i in range(3)]
+        np.testing.assert_array_equal(shifted.predict_each(samples), plain.predict_each(samples) + 1)
+
+
 def test_resizable_batch(runtime):
     path = model("kws", "kws_ref_model.tflite")  # batch dimension -1 in its signature
     with load(path, max_batch_size=4, instances=2) as backend:

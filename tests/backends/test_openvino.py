@@ -63,6 +63,48 @@ def test_ir_and_tflite_give_the_same_scores():
     np.testing.assert_array_equal(tflite.predict(batch), ir.predict(batch))
 
 
+def test_inputs_it_cannot_share_give_the_same_scores():
+    """A C-contiguous, writeable batch of the input's dtype is shared with OpenVINO;
+    a read-only, strided or differently typed one goes through its converting dispatcher."""
+    backend, info = load(MOBILENET, instances=1)
+    batch = random_batch(info, 1)
+    kept = batch.copy()
+    expected = backend.predict(batch)
+    np.testing.assert_array_equal(batch, kept)  # shared, not written to
+    read_only = batch.copy()
+    read_only.flags.writeable = False
+    strided = np.repeat(batch, 2, axis=2)[:, :, ::2]
+    assert not strided.flags.c_contiguous
+    for other in (read_only, strided, batch.astype(np.int32)):
+        np.testing.assert_array_equal(backend.predict(other), expected)
+
+
+def test_only_plain_numpy_types_are_shared():
+    from backends.openvino import _shareable_dtype
+
+    assert _shareable_dtype(ov, ov.Type.u8) == np.uint8
+    assert _shareable_dtype(ov, ov.Type.f32) == np.float32
+    assert _shareable_dtype(ov, ov.Type.bf16) is None  # NumPy has no bf16: the dispatcher converts
+
+
+def test_output_is_not_the_requests_buffer():
+    backend, info = load(MOBILENET, instances=1)
+    first = backend.predict(random_batch(info, 1, seed=1))
+    kept = first.copy()
+    second = backend.predict(random_batch(info, 1, seed=2))
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_predict_each_matches_predict_per_sample():
+    backend, info = load(MOBILENET, instances=2)
+    batch = random_batch(info, 4)
+    samples = [batch[i:i + 1] for i in range(4)]
+    expected = np.concatenate([backend.predict(s, 0) for s in samples])
+    for instance in (0, 1):
+        np.testing.assert_array_equal(backend.predict_each(samples, instance), expected)
+
+
 def test_float_nchw_onnx():
     backend, info = load(MOBILENET_ONNX, instances=1)
     assert info.input.layout == "NCHW" and info.input.shape == (3, 224, 224)
