@@ -8,7 +8,6 @@ dataset option.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from typing import Any, Callable
@@ -98,7 +97,7 @@ class ImageNet(Dataset):
         return image_preprocessing.ImageParams(self.preprocessing, spec)
 
     def preprocessor(self, spec: TensorSpec) -> Callable[[str], np.ndarray]:
-        return functools.partial(image_preprocessing.preprocess_file, params=self.params(spec))
+        return image_preprocessing.ImagePreprocessor(self.params(spec))
 
     def cache_key(self, spec: TensorSpec) -> dict[str, Any]:
         params = self.params(spec)

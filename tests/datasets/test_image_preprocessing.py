@@ -1,8 +1,9 @@
 """Preprocessing against OpenCV, byte for byte, on the shared images.
 
 OpenCV is the reference the MLPerf harness uses. The code under test uses
-``cv2.resize`` when OpenCV is installed (it is faster) and its own NumPy
-resize otherwise; both paths are checked here.
+OpenCV when it is installed (it is faster: ``cv2.imdecode`` for complete
+JPEGs, ``cv2.resize``, ``cv2.LUT``) and Pillow, its own NumPy resize and
+``np.take`` otherwise; both paths are checked here.
 """
 
 from __future__ import annotations
@@ -35,14 +36,24 @@ def cv2():
 
 
 @pytest.fixture(params=["numpy", "opencv"])
-def resize_path(request, monkeypatch):
-    """Run a test once with the NumPy resize and once with cv2.resize."""
+def implementation(request, monkeypatch):
+    """Run a test once without OpenCV (Pillow, NumPy) and once with it."""
     if request.param == "numpy":
         monkeypatch.setenv("MLPERF_EDGE_NO_OPENCV", "1")
     else:
-        need_module("cv2", "the OpenCV resize path")
+        need_module("cv2", "the OpenCV decode, resize and look-up path")
+        monkeypatch.delenv("MLPERF_EDGE_NO_OPENCV", raising=False)
     ip.opencv.cache_clear()
     yield request.param
+    ip.opencv.cache_clear()
+
+
+@pytest.fixture
+def with_opencv(cv2, monkeypatch):
+    """OpenCV installed and not disabled."""
+    monkeypatch.delenv("MLPERF_EDGE_NO_OPENCV", raising=False)
+    ip.opencv.cache_clear()
+    yield cv2
     ip.opencv.cache_clear()
 
 
@@ -95,7 +106,7 @@ def test_resize_rejects_bad_input():
 # --- decoding --------------------------------------------------------------------
 
 @pytest.mark.parametrize("folder", FOLDERS)
-def test_decode_equals_cv2_imread(cv2, folder):
+def test_decode_equals_cv2_imread(cv2, implementation, folder):
     for path in images(folder):
         decoded = ip.decode_image(str(path))
         assert decoded.dtype == np.uint8 and decoded.shape[2] == 3
@@ -114,7 +125,7 @@ def test_decode_converts_other_modes_to_rgb(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode, suffix", [("L", "jpg"), ("CMYK", "jpg"), ("P", "png"), ("RGBA", "png"), ("L", "bmp")])
-def test_decode_other_modes_equals_cv2_imread(cv2, tmp_path, mode, suffix):
+def test_decode_other_modes_equals_cv2_imread(cv2, implementation, tmp_path, mode, suffix):
     from PIL import Image
 
     path = tmp_path / f"converted.{suffix}"
@@ -122,7 +133,7 @@ def test_decode_other_modes_equals_cv2_imread(cv2, tmp_path, mode, suffix):
     np.testing.assert_array_equal(ip.decode_image(str(path)), cv2_rgb(cv2, path))
 
 
-def test_decode_truncated_jpeg_names_the_file(tmp_path):
+def test_decode_truncated_jpeg_names_the_file(implementation, tmp_path):
     source = images("imagenet-mini")[0].read_bytes()
     path = tmp_path / "truncated.JPEG"
     path.write_bytes(source[: len(source) // 2])
@@ -130,13 +141,101 @@ def test_decode_truncated_jpeg_names_the_file(tmp_path):
         ip.decode_image(str(path))
 
 
-def test_decode_not_an_image_names_the_file(tmp_path):
+def test_decode_not_an_image_names_the_file(implementation, tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("not an image")
     with pytest.raises(DatasetError, match="notes.jpg"):
         ip.decode_image(str(path))
     with pytest.raises(DatasetError, match="absent.jpg"):
         ip.decode_image(str(tmp_path / "absent.jpg"))
+
+
+def all_shared_images():
+    directory = shared_path("data")
+    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".bmp", ".png"))
+
+
+def both_decoders(path):
+    """(OpenCV's decode or None when it leaves the file to Pillow, Pillow's decode)."""
+    data = path.read_bytes()
+    return ip._decode_jpeg_opencv(data), ip._decode_pillow(str(path), data)
+
+
+def test_opencv_decodes_every_shared_jpeg_like_pillow(with_opencv):
+    """The fast decoder may replace Pillow only where their bytes are equal."""
+    jpegs = 0
+    for path in all_shared_images():
+        via_opencv, via_pillow = both_decoders(path)
+        if path.suffix.lower() in (".jpeg", ".jpg"):
+            jpegs += 1
+            assert via_opencv is not None, f"{path}: a complete JPEG should not fall back to Pillow"
+        if via_opencv is not None:
+            assert via_opencv.dtype == np.uint8 and via_opencv.flags.c_contiguous
+            np.testing.assert_array_equal(via_opencv, via_pillow, err_msg=str(path))
+    assert jpegs >= 290
+
+
+JPEG_VARIANTS = {
+    "grey": dict(mode="L"),
+    "cmyk-adobe": dict(mode="CMYK"),
+    "progressive": dict(progressive=True),
+    "subsampling-444": dict(subsampling=0),
+    "subsampling-422": dict(subsampling=1),
+    "quality-100": dict(quality=100),
+    **{f"exif-orientation-{o}": dict(orientation=o) for o in range(1, 9)},
+}
+
+
+@pytest.mark.parametrize("variant", JPEG_VARIANTS)
+def test_opencv_decodes_jpeg_variants_like_pillow(with_opencv, tmp_path, variant):
+    """Greyscale, CMYK, progressive, chroma subsampling and every EXIF
+    orientation, on a non-square image (orientations 5-8 swap its sides)."""
+    from PIL import Image
+
+    options = dict(JPEG_VARIANTS[variant])
+    image = Image.open(shared_path("data", "imagenet-fullres-mini", "ILSVRC2012_val_00000001.JPEG"))
+    image = image.convert(options.pop("mode", "RGB"))
+    orientation = options.pop("orientation", None)
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[ip.EXIF_ORIENTATION] = orientation
+        options["exif"] = exif.tobytes()
+    path = tmp_path / f"{variant}.jpg"
+    image.save(path, **options)
+    via_opencv, via_pillow = both_decoders(path)
+    assert via_opencv is not None
+    np.testing.assert_array_equal(via_opencv, via_pillow)
+    np.testing.assert_array_equal(ip.decode_image(str(path)), cv2_rgb(with_opencv, path))
+    if orientation in (5, 6, 7, 8):
+        assert via_opencv.shape[:2] == (image.width, image.height)
+
+
+def test_jpeg_without_final_eoi_is_left_to_pillow(with_opencv, tmp_path):
+    """Bytes after EOI: OpenCV is not asked (it would also decode a truncated
+    file), Pillow decodes it, and the pixels are still OpenCV's."""
+    source = images("imagenet-mini")[0]
+    path = tmp_path / "trailing.jpg"
+    path.write_bytes(source.read_bytes() + b"\0" * 16)
+    assert ip._decode_jpeg_opencv(path.read_bytes()) is None
+    np.testing.assert_array_equal(ip.decode_image(str(path)), cv2_rgb(with_opencv, source))
+
+
+def test_jpeg_opencv_cannot_decode_names_the_file(with_opencv, tmp_path):
+    """cv2.imdecode returns None instead of raising: Pillow then names the problem."""
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"\xff\xd8\xff" + b"junk" * 8 + b"\xff\xd9")
+    assert ip._decode_jpeg_opencv(path.read_bytes()) is None
+    with pytest.raises(DatasetError, match="broken.jpg"):
+        ip.decode_image(str(path))
+
+
+def test_truncated_jpeg_with_opencv_names_the_file(with_opencv, tmp_path):
+    source = images("imagenet-mini")[0].read_bytes()
+    path = tmp_path / "cut.JPEG"
+    path.write_bytes(source[: len(source) // 2])
+    assert ip._decode_jpeg_opencv(path.read_bytes()) is None
+    with pytest.raises(DatasetError, match="cut.JPEG"):
+        ip.decode_image(str(path))
 
 
 # --- resize: byte-exact against cv2.resize ----------------------------------------------
@@ -224,7 +323,7 @@ SPECS = [
 
 @pytest.mark.parametrize("preprocessing, spec", SPECS)
 @pytest.mark.parametrize("folder", FOLDERS)
-def test_pipeline_equals_reference_byte_for_byte(cv2, resize_path, folder, preprocessing, spec):
+def test_pipeline_equals_reference_byte_for_byte(cv2, implementation, folder, preprocessing, spec):
     params = ip.ImageParams(preprocessing, spec)
     paths = images(folder)
     for path in paths[:: max(1, len(paths) // 40)]:
@@ -250,3 +349,65 @@ def test_value_table_equals_elementwise_computation(preprocessing, spec):
     table = ip.value_table(preprocessing, spec)
     got = np.take(table.ravel(), pixels.astype(np.intp) * 3 + np.arange(3))
     assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("preprocessing, spec", SPECS)
+def test_preprocess_into_an_array_gives_the_same_bytes(implementation, preprocessing, spec):
+    params = ip.ImageParams(preprocessing, spec)
+    path = str(images("imagenet-fullres-mini")[0])
+    out = np.full(spec.shape, 7, dtype=spec.dtype)
+    assert ip.preprocess_file(path, params, out) is out
+    assert out.tobytes() == ip.preprocess_file(path, params).tobytes()
+
+
+def test_preprocess_into_a_wrong_array_is_refused():
+    params = ip.ImageParams("mobilenet", SPECS[0][1])
+    path = str(images("imagenet-mini")[0])
+    with pytest.raises(ValueError, match="int8"):
+        ip.preprocess_file(path, params, np.empty((224, 224, 3), np.int8))
+    with pytest.raises(ValueError, match="128"):
+        ip.preprocess_file(path, params, np.empty((128, 128, 3), np.uint8))
+
+
+def test_results_do_not_share_the_reused_buffers(implementation):
+    """The resize and layout buffers are reused per thread; what callers get must not be."""
+    params = ip.ImageParams("mobilenet", TensorSpec("input", (3, 224, 224), np.uint8, "NCHW", 0.0078125, 128))
+    small, large = images("imagenet-mini")[0], images("imagenet-fullres-mini")[0]
+    first = ip.preprocess_file(str(small), params)
+    crop = ip.resize_and_crop(ip.decode_image(str(small)), 224, 224, "linear")
+    kept, kept_crop = first.copy(), crop.copy()
+    ip.preprocess_file(str(large), params)
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(crop, kept_crop)
+
+
+def test_image_preprocessor_runs_on_threads_only_with_opencv(implementation):
+    import pickle
+
+    params = ip.ImageParams("mobilenet", SPECS[0][1])
+    preprocessor = pickle.loads(pickle.dumps(ip.ImagePreprocessor(params)))
+    assert preprocessor.releases_gil is (implementation == "opencv")
+    path = str(images("imagenet-mini")[0])
+    out = np.empty(params.spec.shape, params.spec.dtype)
+    preprocessor.into(path, out)
+    assert out.tobytes() == preprocessor(path).tobytes() == ip.preprocess_file(path, params).tobytes()
+
+
+@pytest.mark.parametrize("scale, zero_point, affine", [
+    (0.0078125, 128, True),  # the shared MobileNets
+    (0.0078125, 129, True),
+    (0.01, 100, True),
+    (2 / 255, 128, False),  # every odd pixel lands on .5: OpenCV breaks those ties otherwise
+    (0.0078125, 127, False),  # x = 0 maps to -1: convertScaleAbs would give |-1| = 1, the table 0
+])
+@pytest.mark.parametrize("size", [224, 128, 97])
+def test_opencv_affine_shortcut_only_where_bytes_are_equal(with_opencv, scale, zero_point, affine, size):
+    """convertScaleAbs replaces the look-up only where it was checked equal; outputs match either way."""
+    spec = TensorSpec("input", (size, size, 3), np.uint8, "NHWC", scale, zero_point)
+    assert (ip._opencv_affine("mobilenet", spec, size) is not None) is affine
+    params = ip.ImageParams("mobilenet", spec)
+    for path in images("imagenet-fullres-mini")[:3] + images("images-misc"):
+        image = ip.decode_image(str(path))
+        crop = ip.resize_and_crop(image, size, size, "linear")
+        expected = np.take(ip.value_table("mobilenet", spec)[:, 0], crop)
+        assert ip.preprocess_array(image, params).tobytes() == expected.tobytes(), path.name
