@@ -92,7 +92,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--output", help="results root (default: results)")
     out.add_argument("--system", help="system id used in the results tree")
     out.add_argument("--cache-dir", help="preprocessing cache (default ~/.cache/mlperf-edge; 'none' = memory)")
-    out.add_argument("--preprocess-workers", type=int, help="preprocessing workers: threads when OpenCV is installed, else processes (0 = one per usable core)")
+    out.add_argument("--preprocess-workers", type=int,
+                     help="preprocessing workers: threads when OpenCV is installed, else processes "
+                          "(0 = one per usable core)")
     out.add_argument("--sample-timeout", type=float, dest="sample_timeout_s",
                      help="fail the run when a sample is unanswered this many seconds (default 60)")
     out.add_argument("--trace", action="store_true", default=None, help="write LoadGen's trace log (slow)")
