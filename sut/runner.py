@@ -36,12 +36,12 @@ from sut.scenarios import SUTS, Predictor
 log = logging.getLogger(__name__)
 
 FAILURE_GRACE_S = 5.0
-#: what LoadGen and the harness spend per sample beyond the backend call
-#: (completion, queueing; ~0.5 us on a small CPU, partly on other cores; see
-#: benchmarks/harness_overhead):
-#: added to the warm-up figure so a near-free backend is not expected to run
-#: impossibly fast (LoadGen would then generate far too many Offline samples)
+#: what LoadGen and the harness spend per sample beyond the timed warm-up call
+#: (completion, queueing: ~0.5 us on a small CPU, partly on other cores; see
+#: benchmarks/harness_overhead), added to the warm-up figure so that a
+#: near-free backend is not expected to run impossibly fast
 HARNESS_S_PER_SAMPLE = 0.5e-6
+#: warm-up times the Predictor on about this much work per call, at most this many samples
 WARM_UP_ITEM_S = 0.005
 WARM_UP_MAX_ITEM = 64
 
