@@ -99,3 +99,7 @@ class FakeInterpreter:
 
     def get_tensor(self, index):
         return self._tensors[index].copy()
+
+    def tensor(self, index):
+        """As LiteRT's: a function that returns a view of the tensor's current buffer."""
+        return lambda: self._tensors[index]
