@@ -81,7 +81,3 @@ class QuerySampleLibrary:
         if len(rows) == 1 or (rows[-1] - first == len(rows) - 1 and (np.diff(rows) == 1).all()):
             return self._data[first:first + len(rows)]
         return self._data[rows]
-
-    def batch(self, indices) -> np.ndarray:
-        """Samples ``indices`` stacked on the first axis (a view when their rows are consecutive)."""
-        return self.take(self.rows(indices))

@@ -13,7 +13,6 @@ import ctypes
 import threading
 import time
 
-import mlperf_loadgen as lg
 import numpy as np
 import pytest
 
@@ -62,13 +61,6 @@ class Recorder:
         while len(self.ids) < count and time.monotonic() < deadline:
             time.sleep(0.005)
         assert len(self.ids) >= count, f"only {len(self.ids)} of {count} samples completed in {timeout} s"
-
-
-@pytest.fixture
-def completions(monkeypatch) -> Recorder:
-    recorder = Recorder()
-    monkeypatch.setattr(lg, "QuerySamplesComplete", recorder)
-    return recorder
 
 
 class FakeClock:

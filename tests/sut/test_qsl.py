@@ -14,8 +14,8 @@ def test_loads_only_requested_rows_and_batches_them():
     qsl, data = make_qsl()
     qsl.load([7, 2, 7])  # LoadGen may repeat an index
     assert qsl.loaded_count == 2
-    np.testing.assert_array_equal(qsl.batch([2]), data[2:3])
-    np.testing.assert_array_equal(qsl.batch([7, 2, 7]), data[[7, 2, 7]])
+    np.testing.assert_array_equal(qsl.take(qsl.rows([2])), data[2:3])
+    np.testing.assert_array_equal(qsl.take(qsl.rows([7, 2, 7])), data[[7, 2, 7]])
     qsl.unload([7, 2])
     assert qsl.loaded_count == 0
 
@@ -23,14 +23,14 @@ def test_loads_only_requested_rows_and_batches_them():
 def test_single_sample_batch_is_a_view():
     qsl, _ = make_qsl()
     qsl.load([3])
-    assert np.shares_memory(qsl.batch([3]), qsl.batch([3]))
+    assert np.shares_memory(qsl.take(qsl.rows([3])), qsl.take(qsl.rows([3])))
 
 
 def test_unloaded_sample_raises():
     qsl, _ = make_qsl()
     qsl.load([1])
     with pytest.raises(KeyError, match="sample 5 was not loaded"):
-        qsl.batch([5])
+        qsl.take(qsl.rows([5]))
 
 
 def test_performance_count_capped_at_dataset_size():
@@ -44,7 +44,7 @@ def test_consecutive_rows_are_a_view_scattered_rows_a_copy():
     run = qsl.take(qsl.rows([2, 3, 4]))
     assert np.shares_memory(run, qsl.data)
     np.testing.assert_array_equal(run, data[2:5])
-    scattered = qsl.batch([4, 2, 8])
+    scattered = qsl.take(qsl.rows([4, 2, 8]))
     assert not np.shares_memory(scattered, qsl.data)
     np.testing.assert_array_equal(scattered, data[[4, 2, 8]])
 

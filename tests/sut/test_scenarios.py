@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 
-import mlperf_loadgen as lg
 import numpy as np
 import pytest
 
@@ -25,7 +24,7 @@ from sut.completion import Completer
 from sut.errors import BackendFailure
 from sut.qsl import QuerySampleLibrary
 from sut.scenarios import MultiStreamSUT, OfflineSUT, Predictor, ServerSUT, SingleStreamSUT, WorkerPool
-from tests.sut.test_completion import WAIT_S, Recorder
+from tests.sut.test_completion import WAIT_S
 
 ID_BASE = 1000
 
@@ -90,14 +89,6 @@ class Gate:
 
     def wait_until_held(self) -> None:
         assert self.entered.wait(WAIT_S), "the first predict call never arrived"
-
-
-@pytest.fixture
-def completions(monkeypatch) -> Recorder:
-    """What LoadGen would be told (``lg.QuerySamplesComplete`` recorded)."""
-    recorder = Recorder()
-    monkeypatch.setattr(lg, "QuerySamplesComplete", recorder)
-    return recorder
 
 
 class Parts:
