@@ -8,9 +8,10 @@ module is imported only when the backend is created.
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
+import importlib.util
 
 from backends.base import Backend, BackendOptions, ModelInfo, TensorSpec
+from sut import compat
 
 ENTRY_POINT_GROUP = "mlperf_edge.backends"
 
@@ -30,7 +31,7 @@ __all__ = ["Backend", "BackendOptions", "ModelInfo", "TensorSpec", "available", 
 def available() -> dict[str, str]:
     """Backend name -> ``module:Class``, built-ins first, then plugins."""
     found = dict(BUILTIN)
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in compat.entry_points(ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep.value)
     return {name: target for name, target in found.items() if _module_exists(target)}
 

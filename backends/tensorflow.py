@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, ModelInfo, TensorSpec, require_module
+from sut.compat import remove_prefix
 from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class TensorFlowBackend(Backend):
         self._device = self.options.device
         if self._device:
             names = [d.name for d in tf.config.list_logical_devices()]
-            wanted = self._device.upper().removeprefix("/DEVICE:")
+            wanted = remove_prefix(self._device.upper(), "/DEVICE:")
             if not any(n.upper().endswith("DEVICE:" + wanted) for n in names):
                 raise BackendUnavailable(f"tensorflow device '{self._device}' is not present; "
                                          f"this TensorFlow sees: {', '.join(names)}")

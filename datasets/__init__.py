@@ -11,9 +11,10 @@ repository root first on ``sys.path`` so the harness always loads this one.
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
+import importlib.util
 
 from datasets.base import Accuracy, Dataset
+from sut import compat
 
 ENTRY_POINT_GROUP = "mlperf_edge.datasets"
 #: marker that lets run.py verify it imported this package, not a namesake
@@ -30,7 +31,7 @@ __all__ = ["Accuracy", "Dataset", "available", "create"]
 
 def available() -> dict[str, str]:
     found = dict(BUILTIN)
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in compat.entry_points(ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep.value)
     return {n: t for n, t in found.items() if importlib.util.find_spec(t.split(":")[0]) is not None}
 

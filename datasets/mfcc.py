@@ -99,7 +99,7 @@ def mfcc_from_signal(signal: np.ndarray) -> np.ndarray:
     return log_mel @ dct_matrix()
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def hann_window(length: int = FRAME_LENGTH) -> np.ndarray:
     """Periodic Hann window as ``tf.signal.hann_window`` computes it, in float32."""
     n = np.arange(length, dtype=_F32)
@@ -122,7 +122,7 @@ def tf_linspace(start, stop, num: int) -> np.ndarray:
     return out
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def mel_weight_matrix() -> np.ndarray:
     """``tf.signal.linear_to_mel_weight_matrix(40, 257, 16000, 20, 4000)``: float32 (257, 40)."""
     linear_hz = tf_linspace(0.0, SAMPLE_RATE / 2.0, NUM_SPECTROGRAM_BINS)[1:]  # HTK drops the DC bin
@@ -137,7 +137,7 @@ def mel_weight_matrix() -> np.ndarray:
     return out
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def dct_matrix() -> np.ndarray:
     """DCT-II (``2 sum x_n cos(pi k (2n+1) / 2N)``) times ``1/sqrt(2N)``, first 10 columns: (40, 10)."""
     n = np.arange(NUM_MEL_BINS)[:, None]

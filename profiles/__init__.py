@@ -9,10 +9,10 @@ printed and saved with the results.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
+from sut.compat import TOMLDecodeError, load_toml
 from sut.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent
@@ -80,8 +80,8 @@ def available() -> dict[str, str]:
 def _read(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+            return load_toml(f)
+    except (OSError, TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read profile {path}: {exc}") from exc
 
 

@@ -30,7 +30,7 @@ def test_available_adds_plugins_after_builtins(monkeypatch):
     def entry_points(group):
         return [plugin, shadow] if group == backends.ENTRY_POINT_GROUP else []
 
-    monkeypatch.setattr(backends.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(backends.compat, "entry_points", entry_points)
     found = backends.available()
     assert list(found)[-1] == "mine"
     assert found["null"] == backends.BUILTIN["null"]  # a plugin cannot replace a built-in

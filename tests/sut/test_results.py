@@ -13,4 +13,4 @@ def test_runs_never_overwrite_and_partial_is_marked(tmp_path):
     assert ok.exists() and not ok.name.endswith((".partial", ".failed"))
     assert failed.name.endswith(".failed")
     c = RunDirectory(tmp_path, "demo")
-    assert c.run_id not in (ok.name, failed.name.removesuffix(".failed"))
+    assert c.run_id not in (ok.name, failed.name[:-len(".failed")])
