@@ -10,6 +10,19 @@ Model kinds, by path:
   same signature's tensors in a graph-mode session. Option ``loader``
   (``auto``/``tf2``/``tf1``) forces one.
 * ``.keras`` / ``.h5``: a Keras model (``tf.keras.models.load_model``, not compiled).
+  ``tf.keras`` is Keras 2 up to TF 2.15 and Keras 3 from TF 2.16; the
+  differences that matter here are read in one place (``_keras_tensor_spec``,
+  ``_keras_version_error``):
+
+  - Keras 2 gives inputs a ``tf.DType`` and a ``TensorShape``, Keras 3 a
+    string and a tuple; ``tf.dtypes.as_dtype`` reads both (``np.dtype`` cannot
+    interpret ``tf.float32``).
+  - Keras 2 reads neither file kind written by Keras 3, and Keras 3 cannot
+    read a ``.keras`` file written by Keras 2 (it does read Keras 2 ``.h5``).
+    A failed load says which Keras wrote the file and which one is installed.
+
+  TF <= 2.15 (Keras 2) also restores the MLCommons Tiny KWS SavedModel with
+  ``tf.saved_model.load``; from TF 2.16 it needs the TF1 loader (above).
 * ``.pb``: a frozen GraphDef run in a session; input and output tensors are
   its placeholders and its unconsumed ops, or options ``inputs``/``outputs``
   (tensor names such as ``"input_1:0"``).
@@ -38,9 +51,12 @@ instances can share one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 import tempfile
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -78,6 +94,59 @@ def _dims(shape) -> tuple[int, ...] | None:
     if shape.rank is None:
         return None
     return tuple(-1 if d is None else int(d) for d in shape.as_list())
+
+
+def _keras_tensor_spec(tf, tensor, default_name: str):
+    """Name, shape (-1 for unknown dims) and NumPy dtype of a Keras model's input or output.
+
+    Keras 2 (``tf.keras`` up to TF 2.15) gives a ``tf.DType`` and a ``TensorShape``; Keras 3 (TF 2.16+) a
+    dtype string and a tuple. ``tf.dtypes.as_dtype`` accepts both dtypes, and both shapes iterate as ints/None.
+    """
+    dtype = np.dtype(tf.dtypes.as_dtype(tensor.dtype).as_numpy_dtype)
+    shape = tuple(-1 if d is None else int(d) for d in tensor.shape)
+    return getattr(tensor, "name", default_name), shape, dtype
+
+
+def _installed_keras_version(tf) -> str | None:
+    """The version of the Keras behind ``tf.keras`` (``keras`` 2.x/3.x, or ``tf_keras`` when TF uses it)."""
+    package = tf.keras.models.load_model.__module__.split(".")[0]
+    return getattr(sys.modules.get(package), "__version__", None)
+
+
+def _file_keras_version(path: str) -> str | None:
+    """The Keras version recorded in a .keras zip (metadata.json) or a .h5 file (attribute keras_version)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("metadata.json")).get("keras_version")
+        import h5py  # installed with every Keras that reads .h5
+
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+        return version.decode() if isinstance(version, bytes) else version
+    except Exception:  # noqa: BLE001 - no version to report; the load error is reported instead
+        return None
+
+
+def _keras_version_error(tf, path: str) -> str | None:
+    """Why a Keras file failed to load when it was written by another Keras major version than tf.keras."""
+    written, installed = _file_keras_version(path), _installed_keras_version(tf)
+    if not written or not installed or written.split(".")[0] == installed.split(".")[0]:
+        return None
+    if int(written.split(".")[0]) > int(installed.split(".")[0]):
+        fix = ("use TensorFlow 2.16 or newer, or export the model as a SavedModel directory "
+               "(model.export(DIR) under Keras 3) and pass that directory")
+    else:
+        fix = ("save it as .h5 under Keras 2 (Keras 3 reads Keras 2 .h5 files) or as a SavedModel directory, "
+               "or use TensorFlow 2.15")
+    return (f"the file was written by Keras {written} and TensorFlow {tf.__version__} reads it with "
+            f"Keras {installed}, which cannot read it: {fix}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 300 else line[:300] + "..."
 
 
 class _SessionRunner:
@@ -327,7 +396,8 @@ class TensorFlowBackend(Backend):
         try:
             model = tf.keras.models.load_model(path, compile=False)
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"Keras cannot load {path}: {type(exc).__name__}: {exc}") from exc
+            reason = _keras_version_error(tf, path) or f"{type(exc).__name__}: {_first_line(exc)}"
+            raise ModelError(f"Keras cannot load {path}: {reason}") from exc
         if len(model.inputs) != 1:
             raise ModelError(f"{path} has {len(model.inputs)} inputs; the tensorflow backend runs single-input models")
         x, y = model.inputs[0], model.outputs[0]
@@ -339,9 +409,7 @@ class TensorFlowBackend(Backend):
         self._model = model
         self._runner = _FunctionRunner(tf, lambda batch, training=False: call(batch), None, None, self._device)
         self.loaded_with = "tf.keras.models.load_model"
-        name = getattr(x, "name", "input")
-        return ((name, tuple(-1 if d is None else d for d in x.shape), np.dtype(x.dtype)),
-                (getattr(y, "name", "output"), tuple(-1 if d is None else d for d in y.shape), np.dtype(y.dtype)))
+        return _keras_tensor_spec(tf, x, "input"), _keras_tensor_spec(tf, y, "output")
 
     @staticmethod
     def _single(mapping, what, path):
