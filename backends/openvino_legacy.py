@@ -6,18 +6,23 @@ the installed ``openvino`` has ``openvino.inference_engine`` but no
 
 * Models: IR (.xml + .bin beside it, written by the 2021.4 Model Optimizer:
   IR v10) or ONNX. One input, one output; batch 1 (MYRIAD has no dynamic batch).
-* Float inputs are fed as FP16 on MYRIAD (or when ``precision="fp16"``), as the
-  NCS2 port of the MLPerf reference did: the input precision is set to FP16 and
-  ModelInfo reports float16, so the dataset's cache holds fp16 tensors and no
-  conversion happens on the host at run time. Integer (quantised) inputs keep
-  their precision; their scale/zero point come from ``backend_options``
+  An IR from a newer converter (IR v11) cannot be read: ModelError says so.
+* Float inputs are fed as FP16 on MYRIAD/HDDL (and GPU when ``precision="fp16"``),
+  as the NCS2 port of the MLPerf reference did: the input precision is set to
+  FP16 and ModelInfo reports float16, so the dataset's cache holds fp16 tensors
+  and no conversion happens on the host at run time. 2021.4's CPU plugin refuses
+  FP16 input ("Input image format FP16 is not supported yet"), so
+  ``precision="fp16"`` on the CPU is a ConfigError. Integer (quantised) inputs
+  keep their precision; their scale/zero point come from ``backend_options``
   ``input_scale``/``input_zero_point`` (the 2021.4 API does not expose them).
 * ``instances``: that many infer requests (0 -> the device's optimal number,
   ``load_network(num_requests=0)``); predict runs request ``instance``
   synchronously.
 
-Written against the 2021.4 Python API and tested with it faked (no NCS2 and no
-Python 3.9 here): untested on hardware.
+Tested for real on the CPU with ``openvino==2021.4.2`` on Python 3.9
+(``.ci/compat/openvino-2021.4.sh``); MYRIAD is tested with the runtime module
+faked (tests/backends/fake_openvino_legacy.py, checked against the real
+module's API there): untested on an NCS2.
 """
 
 from __future__ import annotations
@@ -28,13 +33,13 @@ import os
 import numpy as np
 
 from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, require_module
+from backends.openvino import FP16_DEVICES, NCS2_INSTALL, newer_ir_error, one_line
 
 log = logging.getLogger(__name__)
 
 #: IE precision name -> NumPy dtype
 PRECISIONS = {"FP32": np.float32, "FP16": np.float16, "U8": np.uint8, "I8": np.int8,
               "I16": np.int16, "U16": np.uint16, "I32": np.int32, "I64": np.int64}
-FP16_DEVICES = ("MYRIAD", "HDDL")
 
 
 class OpenVINOLegacyBackend(Backend):
@@ -61,7 +66,8 @@ class OpenVINOLegacyBackend(Backend):
         try:
             network = self._ie.read_network(model=model_path, weights=weights_path(model_path))
         except Exception as exc:  # the 2021.4 bindings raise plain Exception/RuntimeError
-            raise ModelError(f"OpenVINO 2021.4 cannot read {model_path}: {exc}") from exc
+            newer = newer_ir_error(model_path, engine.get_version(), exc)
+            raise (newer or ModelError(f"OpenVINO 2021.4 cannot read {model_path}: {one_line(exc)}")) from exc
         if len(network.input_info) != 1 or len(network.outputs) != 1:
             raise ModelError(f"{model_path} has {len(network.input_info)} inputs and "
                              f"{len(network.outputs)} outputs; the harness feeds one and reads one")
@@ -74,7 +80,8 @@ class OpenVINOLegacyBackend(Backend):
             self._exec_net = self._ie.load_network(network=network, device_name=self._device,
                                                    config=self._config(), num_requests=max(0, self.options.instances))
         except Exception as exc:
-            raise BackendUnavailable(f"OpenVINO 2021.4 could not load the model on '{self._device}': {exc}") from exc
+            raise BackendUnavailable(f"OpenVINO 2021.4 could not load the model on '{self._device}': "
+                                     f"{one_line(exc)}") from exc
         return ModelInfo(inputs=(input_spec,), outputs=(output_spec,), max_batch_size=1,
                          instances=len(self._exec_net.requests))
 
@@ -108,8 +115,18 @@ class OpenVINOLegacyBackend(Backend):
         return TensorSpec(self._output_name, self._output_shape, np.float32)
 
     def _wants_fp16(self) -> bool:
-        base = self._device.split(":")[0].split(".")[0].upper()
-        return base in FP16_DEVICES or self.options.precision == "fp16"
+        """FP16 input on MYRIAD/HDDL, or when fp16 is asked for; ConfigError on the CPU, which refuses it."""
+        from sut.errors import ConfigError
+
+        names = device_names(self._device)
+        if all(n.split(".")[0].upper() in FP16_DEVICES for n in names):
+            return True
+        if self.options.precision != "fp16":
+            return False
+        if any(n.split(".")[0].upper() == "CPU" for n in names):
+            raise ConfigError(f"OpenVINO 2021.4's CPU plugin refuses fp16 input (device '{self._device}'): "
+                              "use precision fp32 on the CPU, fp16 on MYRIAD or GPU")
+        return True
 
     def _config(self) -> dict[str, str]:
         config = {}
@@ -128,12 +145,7 @@ class OpenVINOLegacyBackend(Backend):
         self._exec_net = None
 
     def version(self):
-        try:
-            from openvino.inference_engine import get_version
-
-            return f"openvino {get_version()}"
-        except ImportError:
-            return "openvino (not installed)"
+        return installed_version()
 
     def describe(self):
         out = {**super().describe(), "api": "IECore (2021.4)", "device": self._device,
@@ -158,17 +170,48 @@ def weights_path(model_path: str) -> str:
     return weights
 
 
+def installed_version() -> str:
+    try:
+        from openvino.inference_engine import get_version
+
+        return f"openvino {get_version()}"
+    except ImportError:
+        return "openvino (not installed)"
+
+
+def device_names(device: str) -> list[str]:
+    """The devices in ``device``: ``MULTI:MYRIAD,CPU`` -> [MYRIAD, CPU]."""
+    base, _, listed = device.partition(":")
+    if base.upper() in ("MULTI", "HETERO"):
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    return [device]
+
+
 def check_device(ie, device: str) -> None:
     """Raise BackendUnavailable unless ``device`` (or each of MULTI:/HETERO:'s list) is present."""
     from sut.errors import BackendUnavailable
 
     available = list(ie.available_devices)
     known = set(available) | {d.split(".")[0] for d in available}
-    base, _, listed = device.partition(":")
-    wanted = [d.strip() for d in listed.split(",") if d.strip()] if base.upper() in ("MULTI", "HETERO") else [device]
-    missing = [d for d in wanted if d not in known]
+    missing = [d for d in device_names(device) if d not in known]
     if missing:
-        hint = " (is the NCS2 plugged in, with the udev rules installed?)" if any(
-            m.upper().startswith("MYRIAD") for m in missing) else ""
+        myriad = [m for m in missing if m.split(".")[0].upper() in FP16_DEVICES]
+        hint = f" ({myriad_problem(ie, myriad[0])})" if myriad else ""
         raise BackendUnavailable(f"OpenVINO 2021.4 device '{device}' is not available{hint}; "
                                  f"this machine has: {', '.join(available) or 'none'}")
+
+
+def myriad_problem(ie, name: str) -> str:
+    """Why the MYRIAD/HDDL device ``name`` is missing: its plugin does not load, or no NCS2 is found."""
+    base = name.split(".")[0].upper()
+    try:
+        ie.get_versions(base)  # loads the plugin
+    except Exception as exc:  # 2021.4 raises RuntimeError; the message names the library that failed
+        text = str(exc)
+        if "libusb" in text:
+            return f"its {base} plugin does not load: libusb-1.0.so.0 is missing; apt install libusb-1.0-0"
+        if "not registered" in text or "not found" in text.lower():
+            return f"this OpenVINO has no {base} plugin; {NCS2_INSTALL}"
+        return f"its {base} plugin does not load: {one_line(exc, 160)}"
+    return ("is the NCS2 plugged in, with the udev rules installed? "
+            "(install_dependencies/install_NCS_udev_rules.sh)")
