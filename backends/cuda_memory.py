@@ -9,12 +9,19 @@ implemented with whichever binding the platform has:
   a tuple ``(err, value...)``; a non-zero ``err`` becomes :class:`BackendFailure`.
 * PyCUDA (``pycuda.driver``), the usual choice on older Jetson images.
 
-No GPU, no driver or no binding raises :class:`BackendUnavailable` in one line.
+No GPU, no driver, a driver older than the bindings (cuda-python 13 needs a
+CUDA 13 driver; JetPack 6 and most machines run CUDA 12 drivers) or no binding
+raises :class:`BackendUnavailable` in one line.
+
+The current device is per host thread in CUDA: :meth:`Cuda.active` makes the
+chosen GPU current in the calling thread (once per thread), and the backend
+wraps every load, predict and close in it, so ``--device 1`` works from the
+harness's worker threads.
 
 UNTESTED ON A REAL GPU: the tests run this code against a fake runtime module
-that follows cuda-python's documented signatures, and against the real
-cuda-python wheel on a machine without a driver (which must report
-BackendUnavailable).
+whose names are checked against the real cuda-python 12 and 13 bindings, and
+against the real cuda-python wheel on a machine without a driver (which must
+report BackendUnavailable).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import threading
 
 import numpy as np
 
-from sut.errors import BackendFailure, BackendUnavailable
+from sut.errors import BackendFailure, BackendUnavailable, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,7 @@ class Cuda:
 
     @contextlib.contextmanager
     def active(self):
-        """Make this object's device current in the calling thread (PyCUDA needs it)."""
+        """Make this object's device current in the calling thread for the block."""
         yield
 
 
@@ -85,6 +92,24 @@ def _import_cudart():
         return None
 
 
+def _cuda_version(number: int) -> str:
+    """12080 -> '12.8' (the encoding of cudaDriverGetVersion / cudaRuntimeGetVersion)."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def _binding_version() -> str:
+    for module in ("cuda.bindings", "cuda"):
+        try:
+            return str(__import__(module, fromlist=["__version__"]).__version__)
+        except (ImportError, AttributeError):
+            continue
+    return "?"
+
+
+#: (runtime module, device) our code last made current, per host thread (CUDA's current device is per thread)
+_current = threading.local()
+
+
 class CudaPython(Cuda):
     """cuda-python's runtime API (``cudart``)."""
 
@@ -93,10 +118,47 @@ class CudaPython(Cuda):
     def __init__(self, cudart, device: int):
         self.rt = cudart
         self.device = device
+        self._check_driver()
         count = self.device_count()
         if device >= count:
-            raise BackendUnavailable(f"CUDA device {device} does not exist; this machine has {count}")
-        self._call("cudaSetDevice", device)
+            raise ConfigError(f"CUDA device {device} does not exist: this machine has {count} "
+                              f"(pass --device 0{f' to {count - 1}' if count > 1 else ''})")
+        self.make_current()
+
+    def _version(self, name: str) -> int:
+        try:
+            err, value = getattr(self.rt, name)()
+        except Exception:  # noqa: BLE001 - only used to explain a failure
+            return -1
+        return int(value) if int(err) == 0 else -1
+
+    def _check_driver(self) -> None:
+        """BackendUnavailable when there is no driver, or it is older than the bindings' CUDA major."""
+        driver, runtime = self._version("cudaDriverGetVersion"), self._version("cudaRuntimeGetVersion")
+        if driver <= 0 or runtime <= 0:
+            return  # no driver: cudaGetDeviceCount explains it
+        if driver // 1000 < runtime // 1000:
+            raise BackendUnavailable(self._driver_too_old(driver, runtime))
+
+    def _driver_too_old(self, driver: int, runtime: int) -> str:
+        major = driver // 1000
+        return (f"the NVIDIA driver supports CUDA {_cuda_version(driver)}, but cuda-python {_binding_version()} "
+                f"needs a CUDA {_cuda_version(runtime)} driver: install bindings for CUDA {major} "
+                f"(pip install 'cuda-python>={major},<{major + 1}'"
+                + (", or pip install -e '.[tensorrt-cu12]'" if major == 12 else "")
+                + ") or update the driver")
+
+    def make_current(self) -> None:
+        """``cudaSetDevice`` in the calling thread, unless our code already made this device current there."""
+        key = (id(self.rt), self.device)
+        if getattr(_current, "key", None) != key:
+            self._call("cudaSetDevice", self.device)
+            _current.key = key
+
+    @contextlib.contextmanager
+    def active(self):
+        self.make_current()
+        yield
 
     def _call(self, name: str, *args):
         result = getattr(self.rt, name)(*args)
@@ -117,10 +179,12 @@ class CudaPython(Cuda):
     def device_count(self) -> int:
         err, count = self.rt.cudaGetDeviceCount()
         if int(err) != 0:
+            driver, runtime = self._version("cudaDriverGetVersion"), self._version("cudaRuntimeGetVersion")
+            if driver > 0 and runtime > 0 and self._error_name(err) == "cudaErrorInsufficientDriver":
+                raise BackendUnavailable(self._driver_too_old(driver, runtime))
+            what = "no NVIDIA driver" if driver == 0 else "no NVIDIA driver or GPU"
             raise BackendUnavailable(
-                f"no usable CUDA GPU: cudaGetDeviceCount failed with {self._error_name(err)} "
-                "(no NVIDIA driver or GPU on this machine)"
-            )
+                f"no usable CUDA GPU: cudaGetDeviceCount failed with {self._error_name(err)} ({what} on this machine)")
         if count == 0:
             raise BackendUnavailable("no CUDA GPU found (cudaGetDeviceCount returned 0)")
         return int(count)
@@ -192,7 +256,8 @@ class PyCuda(Cuda):
         if count == 0:
             raise BackendUnavailable("no CUDA GPU found (pycuda Device.count() is 0)")
         if device >= count:
-            raise BackendUnavailable(f"CUDA device {device} does not exist; this machine has {count}")
+            raise ConfigError(f"CUDA device {device} does not exist: this machine has {count} "
+                              f"(pass --device 0{f' to {count - 1}' if count > 1 else ''})")
         self.dev = driver.Device(device)
         self.ctx = self.dev.retain_primary_context()
         self._local = threading.local()
@@ -269,8 +334,6 @@ def open_cuda(device: int = 0, backend: str = "tensorrt", prefer: str | None = N
     ``prefer`` is ``"cuda-python"``, ``"pycuda"`` or ``None`` (cuda-python first).
     """
     if prefer not in (None, "cuda-python", "pycuda"):
-        from sut.errors import ConfigError
-
         raise ConfigError(f"unknown CUDA binding '{prefer}'; choose cuda-python or pycuda")
     order = [prefer] if prefer else ["cuda-python", "pycuda"]
     for name in order:

@@ -8,17 +8,28 @@ A model with a dynamic batch dimension gets one optimisation profile per
 context (TensorRT lets a profile serve one context at a time).
 
 Precision (``BackendOptions.precision``): ``fp32`` (default), ``fp16``, or
-``int8``. INT8 uses the model's own Q/DQ nodes when it has them; otherwise an
-entropy calibrator fed by :meth:`TensorRTBackend.set_calibration_data` or a
-stored calibration table (:mod:`backends.tensorrt_calibrator`).
+``int8``; how it is applied depends on what the installed TensorRT has:
+
+* TensorRT 8.4-10.x: builder flags. ``int8`` uses the model's own Q/DQ nodes
+  when it has them; for a float model the default (``calibrator = "qdq"``)
+  builds from a Q/DQ copy calibrated by ONNX Runtime
+  (:mod:`backends.int8_calibration`, the same int8 model ONNX Runtime and
+  OpenVINO run); ``calibrator = "entropy"`` uses TensorRT's entropy calibrator
+  and a stored table instead (:mod:`backends.tensorrt_calibrator`).
+* TensorRT 11 (strongly typed networks, no precision flags): ``fp16`` builds
+  from an fp16 copy of the model (:mod:`backends.onnx_fp16`), ``int8`` from
+  the Q/DQ model; a Q/DQ model runs its quantised layers in INT8 and the rest
+  in its float type at any precision.
+
+``describe()["build"]`` records which (``strongly_typed``, ``builder_flags``,
+``onnx``).
 
 ``BackendOptions.extra`` keys: see :data:`EXTRA_OPTIONS`.
 
-UNTESTED ON A REAL GPU. Written against TensorRT 8.6-10.x's documented Python
-API (named tensors, ``execute_async_v3``; the bindings API with
-``execute_async_v2`` only when the engine lacks ``num_io_tensors``). The
-tests replace ``tensorrt`` and the CUDA runtime module with fakes that check
-what this code passes to them.
+UNTESTED ON A REAL GPU. Every TensorRT name this code uses is checked against
+the real bindings of TensorRT 8.6, 10.3, 10.16 and 11.4
+(tests/backends/test_tensorrt_real_api.py); the behaviour is tested with a
+fake ``tensorrt`` and CUDA runtime that check what this code passes to them.
 """
 
 from __future__ import annotations
@@ -46,8 +57,11 @@ EXTRA_OPTIONS = {
     "opt_batch": "batch size TensorRT tunes kernels for (default max_batch_size)",
     "engine_cache": "engine cache directory (default $MLPERF_EDGE_CACHE/tensorrt or ~/.cache/mlperf-edge/tensorrt)",
     "rebuild": "build the engine even when the cache holds one (default false)",
+    "calibrator": "int8 of a float model: \"qdq\" (default; a Q/DQ copy calibrated by ONNX Runtime, any TensorRT) "
+                  "or \"entropy\" (TensorRT's entropy calibrator, TensorRT 8.x-10.x only)",
     "calibration_batches": "int8: iterable of preprocessed input batches, or a callable returning one",
-    "calibration_cache": "int8: calibration table path (default <engine_cache>/<model sha256>.calib)",
+    "calibration_cache": "int8 with calibrator \"entropy\": calibration table path "
+                         "(default <engine_cache>/<model sha256>.calib)",
     "cuda_binding": "cuda-python or pycuda (default: whichever imports, cuda-python first)",
 }
 
@@ -113,6 +127,7 @@ class TensorRTBackend(Backend):
         self._engine = None
         self.engine_path: Path | None = None
         self.engine_from_cache = False
+        self.build_model_path: Path | None = None  # the ONNX the engine was built from (a copy for fp16/int8)
 
     def set_calibration_data(self, batches) -> None:
         """Give INT8 calibration batches (see :mod:`backends.tensorrt_calibrator`) before ``load``."""
@@ -128,6 +143,8 @@ class TensorRTBackend(Backend):
             value = extra.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ConfigError(f"tensorrt option {key} must be a non-negative integer, got {value!r}")
+        if extra.get("calibrator", "qdq") not in ("qdq", "entropy"):
+            raise ConfigError(f"tensorrt option calibrator must be \"qdq\" or \"entropy\", got {extra['calibrator']!r}")
         return extra
 
     def load_impl(self, model_path):
@@ -143,6 +160,7 @@ class TensorRTBackend(Backend):
                               "(DLA cores have no FP32 kernels)")
         check_model_file(model_path, (".onnx",), self.name)
         trt = require_module("tensorrt", self.name, self.extra_name)
+        te.check_supported(trt)
         self._trt = trt
         self._cuda = cuda = open_cuda(parse_device(self.options.device), self.name, extra.get("cuda_binding"))
         with cuda.active():
@@ -151,51 +169,44 @@ class TensorRTBackend(Backend):
 
     def _get_engine(self, trt, cuda, model_path, precision, extra):
         from backends import tensorrt_engine as te
-        from backends.tensorrt_calibrator import make_calibrator
 
         self._logger = logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
-        network, parser = te.parse_onnx(trt, builder, logger, model_path)
-        if network.num_inputs != 1:
-            raise ModelError(f"{model_path} has {network.num_inputs} inputs; the tensorrt backend runs "
-                             "single-input models")
-        first = network.get_input(0)
-        batch_dim = tuple(first.shape)[0]
-        instances = max(1, self.options.instances or 1)
-        max_batch = max(1, self.options.max_batch_size)
-        profiles: tuple = ()
-        if batch_dim < 0:
-            if extra.get("dynamic_batch", True):
-                opt = min(max_batch, extra.get("opt_batch") or max_batch) or 1
-                profiles = ((1, opt, max_batch),) * instances
-            else:
-                profiles = ((max_batch, max_batch, max_batch),) * instances
-        elif max_batch > batch_dim:
-            log.warning("tensorrt: %s has a fixed batch of %d; max_batch_size %d is not used",
-                        model_path, batch_dim, max_batch)
-
+        network, _ = te.parse_onnx(trt, builder, logger, model_path)
+        first = self._single_input(network, model_path)
+        profiles = self._profiles(first, model_path, extra)
         qdq = te.onnx_has_qdq(model_path)
         if qdq is None:
             qdq = te.network_has_qdq(trt, network)
-        if qdq and precision != "int8":
-            log.info("tensorrt: %s is quantised (Q/DQ nodes): its quantised layers run in INT8, "
-                     "the rest in %s", model_path, precision)
         model_sha = te.file_sha256(model_path)
         cache_root = Path(extra.get("engine_cache") or (
             Path(self.options.cache_dir) / "tensorrt" if self.options.cache_dir else default_cache_root()))
         calibration_path = Path(extra.get("calibration_cache") or cache_root / f"{model_sha[:24]}.calib")
-        calibrated = precision == "int8" and not qdq
+        strong = te.strongly_typed(trt)
+        build_path, source, calibrated = self._network_source(
+            trt, model_path, model_sha, first, precision, bool(qdq), strong, extra, cache_root)
+        if source != "model":
+            network, _ = te.parse_onnx(trt, builder, logger, build_path)
+            first = self._single_input(network, build_path)
+            qdq = qdq or source == "qdq"
+        elif qdq:
+            log.info("tensorrt: %s is quantised (Q/DQ nodes): its quantised layers run in INT8, the rest in %s",
+                     model_path, "the model's float type" if strong else precision)
+        build_sha = te.file_sha256(build_path) if source != "model" else model_sha
         workspace = extra.get("workspace_mb")
         settings = te.BuildSettings(
             precision=precision, profiles=profiles,
             workspace_bytes=workspace * (1 << 20) if workspace else None,
             dla_core=extra.get("dla_core"), gpu_fallback=bool(extra.get("gpu_fallback", True)),
-            calibrated=calibrated, qdq=bool(qdq),
+            calibrated=calibrated, qdq=bool(qdq), strongly_typed=strong, onnx=source,
         )
+        self.settings, self.build_model_path = settings, Path(build_path)
         gpu = (cuda.device_name(), cuda.compute_capability())
 
         def identity():
             ident = te.engine_identity(model_sha, settings, str(trt.__version__), *gpu)
+            if source != "model":
+                ident["onnx_sha256"] = build_sha
             if calibrated:
                 table = calibration_path.read_bytes() if calibration_path.exists() else b""
                 ident["calibration_sha256"] = hashlib.sha256(table).hexdigest()
@@ -205,7 +216,6 @@ class TensorRTBackend(Backend):
         self._runtime = runtime = trt.Runtime(logger)
         if settings.dla_core is not None:
             runtime.DLA_core = int(settings.dla_core)
-        self.settings = settings
 
         ident = identity()
         key = te.engine_key(ident)
@@ -219,25 +229,7 @@ class TensorRTBackend(Backend):
                     return engine
                 log.warning("tensorrt: cached engine %s does not deserialize: rebuilding", cache.paths(key)[0])
 
-        calibrator = None
-        if calibrated:
-            if self._calibration is None and self.options.calibration is not None:
-                spec = _calibration_spec(first, trt)
-                self._calibration = lambda: self.options.calibration(spec)
-            if self._calibration is None and not calibration_path.exists():
-                raise ConfigError(
-                    f"int8 for {model_path} needs calibration: the model has no Q/DQ nodes and there is no "
-                    f"calibration table at {calibration_path}; give calibration_batches "
-                    "(or call set_calibration_data), or use precision fp16/fp32"
-                )
-            calibrator = make_calibrator(trt, cuda, self._calibration, first.name,
-                                         trt.nptype(first.dtype), calibration_path)
-        log.info("tensorrt: building engine for %s (%s); this can take minutes", model_path, settings.describe())
-        try:
-            data = te.build_serialized(trt, builder, network, settings, calibrator)
-        finally:
-            if calibrator is not None:
-                calibrator.release()
+        data = self._build(trt, cuda, builder, network, settings, first, model_path, calibration_path)
         ident = identity()  # a calibrated build has just written its table
         key = te.engine_key(ident)
         self.engine_path, self.engine_from_cache = cache.write(key, ident, data), False
@@ -245,6 +237,109 @@ class TensorRTBackend(Backend):
         if engine is None:
             raise BackendFailure(f"TensorRT cannot deserialize the engine it just built ({self.engine_path})")
         return engine
+
+    @staticmethod
+    def _single_input(network, model_path):
+        if network.num_inputs != 1:
+            raise ModelError(f"{model_path} has {network.num_inputs} inputs; the tensorrt backend runs "
+                             "single-input models")
+        return network.get_input(0)
+
+    def _profiles(self, first, model_path, extra) -> tuple:
+        """One ``(min, opt, max)`` batch triple per instance for a dynamic batch, else ()."""
+        batch_dim = tuple(first.shape)[0]
+        instances = max(1, self.options.instances or 1)
+        max_batch = max(1, self.options.max_batch_size)
+        if batch_dim < 0:
+            if extra.get("dynamic_batch", True):
+                opt = min(max_batch, extra.get("opt_batch") or max_batch) or 1
+                return ((1, opt, max_batch),) * instances
+            return ((max_batch, max_batch, max_batch),) * instances
+        if max_batch > batch_dim:
+            log.warning("tensorrt: %s has a fixed batch of %d; max_batch_size %d is not used",
+                        model_path, batch_dim, max_batch)
+        return ()
+
+    def _network_source(self, trt, model_path, model_sha, first, precision, qdq, strong, extra, cache_root):
+        """``(onnx path, BuildSettings.onnx, entropy-calibrated)``: what the network is built from.
+
+        Builder flags (TensorRT <= 10) take the model as it is, except int8 of a
+        float model with the default ``calibrator = "qdq"`` (its Q/DQ copy).
+        Strongly typed TensorRT (11) also needs an fp16 copy for ``fp16``.
+        """
+        from backends import tensorrt_engine as te
+
+        if precision == "int8" and not qdq:
+            if extra.get("calibrator", "qdq") == "entropy":
+                if strong or not te.has_entropy_calibrator(trt):
+                    raise ConfigError(
+                        f"tensorrt option calibrator = \"entropy\": TensorRT {trt.__version__} has no INT8 "
+                        "calibrators (its networks are strongly typed); use calibrator = \"qdq\" (the default)")
+                return model_path, "model", True
+            return self._qdq_copy(trt, model_path, first, cache_root), "qdq", False
+        if precision == "fp16" and strong and not qdq:
+            from backends import onnx_fp16
+
+            return onnx_fp16.fp16_model(model_path, model_sha, cache_root / "onnx"), "fp16", False
+        return model_path, "model", False
+
+    def _calibration_source(self, spec):
+        """Calibration batches (an iterable or a callable returning one), or None."""
+        if self._calibration is not None:
+            return self._calibration
+        if self.options.calibration is not None:
+            return lambda: self.options.calibration(spec)
+        return None
+
+    def _qdq_copy(self, trt, model_path, first, cache_root) -> Path:
+        """A Q/DQ copy of the float model, calibrated by ONNX Runtime (see backends/int8_calibration.py)."""
+        from backends import int8_calibration
+
+        spec = _calibration_spec(first, trt)
+        source = self._calibration_source(spec)
+        if source is None:
+            raise ConfigError(
+                f"int8 for {model_path} needs calibration data: the model has no Q/DQ nodes; run it with a "
+                "dataset (calibration_count samples are used), give calibration_batches, or use a Q/DQ model "
+                "or precision fp16/fp32")
+        root = Path(self.options.cache_dir) if self.options.cache_dir else cache_root
+        return Path(int8_calibration.qdq_model(model_path, spec, _LazyBatches(source), cache_root=root))
+
+    def _build(self, trt, cuda, builder, network, settings, first, model_path, calibration_path) -> bytes:
+        from backends import tensorrt_engine as te
+        from backends.tensorrt_calibrator import make_calibrator
+
+        calibrator = None
+        batch = settings.profiles[0][1] if settings.profiles else int(tuple(first.shape)[0])
+        if settings.calibrated:
+            spec = _calibration_spec(first, trt)
+            source = self._calibration_source(spec)
+            if source is None and not calibration_path.exists():
+                raise ConfigError(
+                    f"int8 for {model_path} needs calibration: the model has no Q/DQ nodes and there is no "
+                    f"calibration table at {calibration_path}; give calibration_batches "
+                    "(or call set_calibration_data), or use precision fp16/fp32"
+                )
+            calibrator = make_calibrator(trt, cuda, source, first.name, spec.dtype, spec.shape, batch,
+                                         calibration_path)
+        log.info("tensorrt: building engine for %s (%s); this can take minutes", model_path, settings.describe())
+        try:
+            data = te.build_serialized(trt, builder, network, settings, calibrator)
+        except BackendFailure:
+            if calibrator is not None and calibrator.error is not None:
+                raise calibrator.error from None
+            if calibrator is not None and not calibrator.batches_used and not calibration_path.exists():
+                raise ConfigError(
+                    f"int8 calibration of {model_path} got no batch of {batch} samples (TensorRT calibrates at "
+                    f"the optimisation profile's opt batch, {batch}): give at least {batch} calibration samples, "
+                    "or a smaller opt_batch") from None
+            raise
+        finally:
+            if calibrator is not None:
+                calibrator.release()
+        if calibrator is not None and calibrator.error is not None:
+            raise calibrator.error
+        return data
 
     @staticmethod
     def _deserialize(runtime, data: bytes):
@@ -388,8 +483,18 @@ class TensorRTBackend(Backend):
             })
         if self.engine_path is not None:
             out.update({"engine": str(self.engine_path), "engine_from_cache": self.engine_from_cache,
-                        "build": self.settings.describe()})
+                        "build": self.settings.describe(), "built_from": str(self.build_model_path)})
         return out
+
+
+class _LazyBatches:
+    """Batches from a source that is called (when callable) only once they are iterated."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __iter__(self):
+        return iter(self.source() if callable(self.source) else self.source)
 
 
 def _calibration_spec(tensor, trt) -> TensorSpec:

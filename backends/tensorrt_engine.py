@@ -8,9 +8,21 @@ GPU name and compute capability. Each entry is ``<cache>/<key>.engine`` plus a
 temporary name and renamed. An entry whose sidecar does not match, or that
 TensorRT cannot deserialize, is rebuilt and overwritten, never used.
 
-Written against the TensorRT 8.6 to 10.x Python API (``OnnxParser``,
-``IBuilderConfig.set_memory_pool_limit``, ``build_serialized_network``).
-UNTESTED ON A REAL GPU: the tests drive it with a fake ``tensorrt`` module.
+Precision, by what the installed TensorRT has (:func:`strongly_typed`):
+
+* 8.x-10.x: builder flags (``BuilderFlag.FP16``, ``INT8``) on a network made
+  from the ONNX file as it is; INT8 comes from the model's Q/DQ nodes or from
+  a calibration table (``IBuilderConfig.int8_calibrator``).
+* 11.x: networks are always strongly typed and those flags, the calibrators
+  and ``EXPLICIT_BATCH`` are gone: each layer runs in the type of its tensors,
+  so the backend builds from an fp16 copy of the model for ``fp16`` and from
+  a Q/DQ model for ``int8`` (:class:`BuildSettings` ``onnx``).
+
+Written against the TensorRT 8.4 to 11.x Python API (``OnnxParser``,
+``IBuilderConfig.set_memory_pool_limit``, ``build_serialized_network``); every
+name used here is checked against the real bindings of 8.6, 10.3, 10.16 and
+11.4 by tests/backends/test_tensorrt_real_api.py. UNTESTED ON A REAL GPU: the
+tests drive it with a fake ``tensorrt`` module.
 """
 
 from __future__ import annotations
@@ -23,13 +35,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sut.errors import BackendFailure, ConfigError, ModelError
+from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: bump when this module changes what it builds for the same settings
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+#: what the network is built from: the ONNX file as given, its fp16 copy, or a calibrated Q/DQ copy
+ONNX_SOURCES = ("model", "fp16", "qdq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +52,9 @@ class BuildSettings:
 
     ``profiles``: one ``(min, opt, max)`` batch triple per optimisation profile
     (empty for a model whose batch dimension is fixed in the ONNX file).
+    ``strongly_typed``: TensorRT 11's networks (precision from tensor types,
+    no precision flags). ``onnx``: what the network was parsed from (one of
+    :data:`ONNX_SOURCES`).
     """
 
     precision: str = "fp32"
@@ -45,16 +62,35 @@ class BuildSettings:
     workspace_bytes: int | None = None
     dla_core: int | None = None
     gpu_fallback: bool = True
-    calibrated: bool = False  # int8 from a calibration table (False for QDQ models)
-    qdq: bool = False  # the model holds Q/DQ nodes: INT8 is on whatever the precision
+    calibrated: bool = False  # int8 from an entropy calibration table (TensorRT <= 10, float models)
+    qdq: bool = False  # the network holds Q/DQ nodes: INT8 is on whatever the precision
+    strongly_typed: bool = False
+    onnx: str = "model"
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision '{self.precision}' for tensorrt; choose one of: "
                               f"{', '.join(PRECISIONS)}")
+        if self.onnx not in ONNX_SOURCES:
+            raise ValueError(f"onnx must be one of {ONNX_SOURCES}, not {self.onnx!r}")
+
+    def builder_flags(self) -> list[str]:
+        """The precision/DLA ``BuilderFlag`` names :func:`build_serialized` sets."""
+        flags = []
+        if not self.strongly_typed:
+            if self.precision in ("fp16", "int8"):
+                # int8: layers TensorRT cannot run in INT8 fall back to FP16 rather than FP32
+                flags.append("FP16")
+            if self.precision == "int8" or self.qdq:
+                # explicit quantisation (Q/DQ nodes) needs the INT8 flag at any precision
+                flags.append("INT8")
+        if self.dla_core is not None and self.gpu_fallback:
+            flags.append("GPU_FALLBACK")
+        return flags
 
     def describe(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "profiles": [list(p) for p in self.profiles]}
+        return {**dataclasses.asdict(self), "profiles": [list(p) for p in self.profiles],
+                "builder_flags": self.builder_flags()}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -157,12 +193,44 @@ def trt_major(trt) -> int:
     return int(str(trt.__version__).split(".")[0])
 
 
+# --- what the installed TensorRT has (one place) ---------------------------------------
+
+def strongly_typed(trt) -> bool:
+    """True on TensorRT 11+: no precision builder flags; layers run in their tensors' types."""
+    return not hasattr(trt.BuilderFlag, "FP16")
+
+
+def has_entropy_calibrator(trt) -> bool:
+    """Whether implicit INT8 calibration exists (TensorRT <= 10; deprecated from 10.1, gone in 11)."""
+    return hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(trt.IBuilderConfig, "int8_calibrator")
+
+
+def check_supported(trt) -> None:
+    """BackendUnavailable (one line) for a TensorRT older than this backend's API (8.4)."""
+    needed = [(trt, "OnnxParser"), (trt, "Builder"), (trt, "IBuilderConfig")]
+    missing = [name for owner, name in needed if not hasattr(owner, name)]
+    if not missing:
+        missing = [name for owner, name in ((trt.Builder, "build_serialized_network"),
+                                             (trt.IBuilderConfig, "set_memory_pool_limit"))
+                   if not hasattr(owner, name)]
+    if missing:
+        raise BackendUnavailable(
+            f"TensorRT {getattr(trt, '__version__', '?')} is too old for the tensorrt backend (it lacks "
+            f"{', '.join(missing)}; TensorRT 8.4 or newer is needed): pip install -e '.[tensorrt-cu12]', "
+            "or on Jetson use JetPack 5 or newer")
+
+
+def network_flags(trt) -> int:
+    """``create_network`` flags: explicit batch before TensorRT 10 (the only mode from 10 on)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+    if flag is not None and trt_major(trt) < 10 and not strongly_typed(trt):
+        return 1 << int(flag)
+    return 0  # 11: always strongly typed (STRONGLY_TYPED is deprecated and ignored)
+
+
 def parse_onnx(trt, builder, logger, model_path: str | os.PathLike):
     """Parse an ONNX file into a new explicit-batch network; ModelError on parser errors."""
-    flags = 0
-    if trt_major(trt) < 10:  # explicit batch is the only mode (and the default) from 10
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     with open(model_path, "rb") as f:
         ok = parser.parse(f.read())
@@ -177,21 +245,13 @@ def build_serialized(trt, builder, network, settings: BuildSettings, calibrator=
     config = builder.create_builder_config()
     if settings.workspace_bytes:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_bytes))
-    if settings.precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    elif settings.precision == "int8":
-        # layers TensorRT cannot run in INT8 fall back to FP16 rather than FP32
-        config.set_flag(trt.BuilderFlag.FP16)
-        if calibrator is not None:
-            config.int8_calibrator = calibrator
-    if settings.precision == "int8" or settings.qdq:
-        # explicit quantisation (Q/DQ nodes) needs the INT8 flag at any precision
-        config.set_flag(trt.BuilderFlag.INT8)
     if settings.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(settings.dla_core)
-        if settings.gpu_fallback:
-            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    for name in settings.builder_flags():
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if calibrator is not None:
+        config.int8_calibrator = calibrator
     if settings.profiles:
         inputs = [network.get_input(i) for i in range(network.num_inputs)]
         for index, (lo, opt, hi) in enumerate(settings.profiles):

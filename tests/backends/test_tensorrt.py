@@ -187,8 +187,8 @@ def test_instances_get_own_context_stream_and_profile(fakes, tmp_path, model):
 
 
 def test_bindings_api_on_old_tensorrt(monkeypatch, tmp_path, model):
-    trt_state, _ = fake_tensorrt.install(
-        monkeypatch, trt_state=fake_tensorrt.FakeTrtState(version="8.4.3", named_api=False))
+    """TensorRT 8.4 has no named-tensor API (the fake claiming 8.4 has only the bindings API)."""
+    trt_state, _ = fake_tensorrt.install(monkeypatch, trt_state=fake_tensorrt.FakeTrtState(version="8.4.3"))
     backend = make(tmp_path, max_batch_size=4, instances=2)
     backend.load(model)
     assert trt_state.network_flags == [1]  # 1 << EXPLICIT_BATCH on TensorRT 8
@@ -268,55 +268,79 @@ def test_rebuild_option(fakes, tmp_path, model):
 
 # --- int8 ----------------------------------------------------------------------------------------
 
-def test_int8_calibration_and_table_reuse(fakes, tmp_path, model):
-    trt_state, _ = fakes
+def test_int8_entropy_calibration_and_table_reuse(fakes, tmp_path, model):
+    """Batches smaller than the profile's opt batch (2 < 4) are regrouped: TensorRT reads opt-sized batches."""
+    trt_state, cuda_state = fakes
     rng = np.random.default_rng(1)
-    batches = [rng.standard_normal((2, 4)).astype(np.float32) for _ in range(3)]
-    batches.append(np.zeros((1, 4), np.float32))  # short last batch: dropped
-    backend = make(tmp_path, precision="int8")
+    batches = [rng.standard_normal((2, 4)).astype(np.float32) for _ in range(4)]
+    batches.append(np.zeros((1, 4), np.float32))  # 9 samples: 2 batches of 4, one left over
+    backend = make(tmp_path, precision="int8", calibrator="entropy")
     backend.set_calibration_data(lambda: iter(batches))
     backend.load(model)
     build = trt_state.builds[-1]
     assert build["flags"] == {"INT8", "FP16"} and build["calibrator"]
-    assert build["calibration_batches"] == 3
-    peak = max(float(np.abs(b).max()) for b in batches[:3])
+    assert build["calibration_shape"] == (4, 4) and build["calibration_batches"] == 2
+    peak = max(float(np.abs(b).max()) for b in batches)
     tables = list((tmp_path / "engines").glob("*.calib"))
     assert len(tables) == 1 and f"x: {peak:.6f}" in tables[0].read_text()
     np.testing.assert_allclose(backend.predict(batches[0]), batches[0] @ WEIGHTS, rtol=1e-6)
     backend.close()
-    assert not fakes[1].device_mem and not fakes[1].streams, "calibration buffer or stream leaked"
+    assert not cuda_state.device_mem and not cuda_state.streams, "calibration buffer or stream leaked"
 
     # the table is reused: no batches needed, and the engine comes from the cache
-    backend = make(tmp_path, precision="int8")
+    backend = make(tmp_path, precision="int8", calibrator="entropy")
     backend.load(model)
     assert backend.engine_from_cache and len(trt_state.builds) == 1
 
     # a forced rebuild reads the table instead of calibrating again
-    make(tmp_path, precision="int8", rebuild=True).load(model)
-    assert trt_state.builds[-1]["calibration_batches"] == 0 and trt_state.calibration_batches == 3
+    make(tmp_path, precision="int8", calibrator="entropy", rebuild=True).load(model)
+    assert trt_state.builds[-1]["calibration_batches"] == 0 and trt_state.calibration_batches == 2
 
     # a new table (recalibration) means a new engine
     tables[0].write_text("TRT-10.3.0-EntropyCalibration2\nx: 9.0\n")
-    make(tmp_path, precision="int8").load(model)
+    make(tmp_path, precision="int8", calibrator="entropy").load(model)
     assert len(trt_state.builds) == 3 and trt_state.builds[-1]["table"].endswith(b"x: 9.0\n")
 
 
-def test_int8_calibration_via_extra_and_explicit_table(fakes, tmp_path, model):
+def test_int8_entropy_calibration_reads_opt_batches(fakes, tmp_path, model):
+    """The calibration buffer holds an opt-sized batch: opt_batch 3 with batches of 1 and 5."""
+    trt_state, _ = fakes
+    batches = [np.ones((1, 4), np.float32), np.full((5, 4), 2, np.float32)]
+    make(tmp_path, precision="int8", calibrator="entropy", max_batch_size=8, opt_batch=3,
+         calibration_batches=batches).load(model)
+    assert trt_state.builds[-1]["calibration_shape"] == (3, 4)
+    assert trt_state.builds[-1]["calibration_batches"] == 2
+
+
+def test_int8_entropy_too_few_samples(fakes, tmp_path, model):
+    with pytest.raises(ConfigError, match="got no batch of 4 samples .*give at least 4 calibration samples"):
+        make(tmp_path, precision="int8", calibrator="entropy",
+             calibration_batches=[np.ones((3, 4), np.float32)]).load(model)
+    assert not list((tmp_path / "engines").glob("*.calib")), "a table from no data was written"
+
+
+def test_int8_entropy_via_extra_and_explicit_table(fakes, tmp_path, model):
     trt_state, _ = fakes
     table = tmp_path / "my.calib"
     batches = [np.ones((4, 4), np.float32)]
-    make(tmp_path, precision="int8", calibration_batches=batches, calibration_cache=str(table)).load(model)
+    make(tmp_path, precision="int8", calibrator="entropy", calibration_batches=batches,
+         calibration_cache=str(table)).load(model)
     assert table.exists() and trt_state.builds[-1]["calibration_batches"] == 1
 
 
 def test_int8_without_calibration_is_a_config_error(fakes, tmp_path, model):
-    with pytest.raises(ConfigError, match="int8 for .*needs calibration.*calibration_batches"):
+    with pytest.raises(ConfigError, match="int8 for .*needs calibration data: the model has no Q/DQ nodes"):
         make(tmp_path, precision="int8").load(model)
+    with pytest.raises(ConfigError, match="int8 for .*needs calibration.*calibration_batches"):
+        make(tmp_path, precision="int8", calibrator="entropy").load(model)
+    with pytest.raises(ConfigError, match='calibrator must be "qdq" or "entropy"'):
+        make(tmp_path, precision="int8", calibrator="minmax").load(model)
 
 
 def test_int8_calibration_dtype_checked(fakes, tmp_path, model):
     with pytest.raises(ConfigError, match="calibration batch has dtype float64"):
-        make(tmp_path, precision="int8", calibration_batches=[np.ones((2, 4))]).load(model)
+        make(tmp_path, precision="int8", calibrator="entropy", calibration_batches=[np.ones((4, 4))]).load(model)
+    assert not list((tmp_path / "engines").glob("*.calib"))
 
 
 def test_int8_qdq_model_needs_no_calibrator(fakes, tmp_path):
@@ -367,7 +391,7 @@ def test_real_mobilenet_qdq_onnx(fakes, tmp_path):
     assert info.output.shape == (1001,) and info.max_batch_size == 1
     assert not trt_state.builds[-1]["calibrator"]
     x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
-    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {info.input.name: x})[0]
+    want = fake_tensorrt.reference_session(str(path)).run(None, {info.input.name: x})[0]
     np.testing.assert_array_equal(backend.predict(x), want)
 
 
@@ -507,9 +531,232 @@ def test_int8_calibration_from_the_harness_and_cache_dir(fakes, tmp_path, model)
         return [np.full((2, *spec.shape), 0.5, spec.dtype) for _ in range(2)]
 
     backend = TensorRTBackend(BackendOptions(precision="int8", max_batch_size=4, cache_dir=str(tmp_path / "c"),
-                                             calibration=calibration))
+                                             calibration=calibration, extra={"calibrator": "entropy"}))
     backend.load(model)
     assert [(s.name, s.shape, s.dtype) for s in asked] == [("x", (4,), np.dtype(np.float32))]
-    assert trt_state.builds[-1]["calibration_batches"] == 2
+    assert trt_state.builds[-1]["calibration_batches"] == 1
     assert list((tmp_path / "c" / "tensorrt").glob("*.engine"))
     backend.close()
+
+
+# --- TensorRT versions: 8.x-10.x builder flags, 11 strongly typed ----------------------------------
+
+VERSIONS = ["8.6.1", "10.3.0", "10.16.1.11", "11.4.0.106"]
+
+
+def install_version(monkeypatch, trt_version, **cuda):
+    return fake_tensorrt.install(monkeypatch, trt_state=fake_tensorrt.FakeTrtState(version=trt_version),
+                                 cuda_state=fake_tensorrt.FakeCudaState(**cuda))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fp16_on_every_version(monkeypatch, tmp_path, model, version):
+    """8.x-10.x: the FP16 flag on the model as it is; 11: no flag, an fp16 copy of the model."""
+    trt_state, _ = install_version(monkeypatch, version)
+    eleven = version.startswith("11.")
+    if eleven:
+        need_module("onnxconverter_common", "TensorRT 11's fp16 builds from an fp16 ONNX copy made with it")
+    backend = make(tmp_path, precision="fp16")
+    info = backend.load(model)
+    build = trt_state.builds[-1]
+    assert build["strongly_typed"] is eleven
+    assert build["flags"] == (set() if eleven else {"FP16"})
+    assert build["weights"] == ({"HALF"} if eleven else {"FLOAT"})
+    assert info.input.dtype == np.float32 and info.output.dtype == np.float32  # io types kept
+    described = backend.describe()["build"]
+    assert described["strongly_typed"] is eleven and described["onnx"] == ("fp16" if eleven else "model")
+    assert described["builder_flags"] == ([] if eleven else ["FP16"])
+    x = np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, rtol=2e-3, atol=2e-3)
+    backend.close()
+    if eleven:  # the fp16 copy is cached beside the engines, and reused
+        copies = list((tmp_path / "engines" / "onnx").glob("*-fp16-*.onnx"))
+        assert len(copies) == 1 and str(copies[0]) == backend.describe()["built_from"]
+        mtime = copies[0].stat().st_mtime_ns
+        again = make(tmp_path, precision="fp16")
+        again.load(model)
+        assert again.engine_from_cache and copies[0].stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_int8_of_a_float_model_builds_from_a_qdq_copy(monkeypatch, tmp_path, model, version):
+    """The default calibrator: ONNX Runtime's static Q/DQ quantisation, on every TensorRT version."""
+    trt_state, _ = install_version(monkeypatch, version)
+    eleven = version.startswith("11.")
+    rng = np.random.default_rng(4)
+    batches = [rng.uniform(-1, 1, (3, 4)).astype(np.float32) for _ in range(4)]
+    backend = make(tmp_path, precision="int8", calibration_batches=batches)
+    backend.load(model)
+    build = trt_state.builds[-1]
+    assert build["qdq"] and not build["calibrator"] and build["strongly_typed"] is eleven
+    assert build["flags"] == (set() if eleven else {"FP16", "INT8"})
+    assert backend.describe()["build"]["onnx"] == "qdq"
+    import onnx as onnx_module
+
+    built = onnx_module.load(backend.describe()["built_from"])
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in built.graph.node}
+    x = batches[0]
+    np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, atol=0.05)
+    backend.close()
+
+
+def test_qdq_copy_uses_the_harness_calibration_and_cache_dir(fakes, tmp_path, model):
+    from backends.tensorrt import TensorRTBackend
+
+    trt_state, _ = fakes
+    asked = []
+
+    def calibration(spec):
+        asked.append(spec)
+        return [np.full((2, *spec.shape), 0.5, spec.dtype) for _ in range(2)]
+
+    backend = TensorRTBackend(BackendOptions(precision="int8", max_batch_size=4, cache_dir=str(tmp_path / "c"),
+                                             calibration=calibration))
+    backend.load(model)
+    assert [(s.name, s.shape) for s in asked] == [("x", (4,))]
+    assert list((tmp_path / "c" / "qdq").glob("*.qdq.onnx")) and trt_state.builds[-1]["qdq"]
+
+
+def test_qdq_copy_with_a_stub_module(fakes, tmp_path, model, monkeypatch):
+    """The interface with backends/int8_calibration.py: qdq_model(model_path, spec, batches, cache_root=)."""
+    import sys
+    import types
+
+    trt_state, _ = fakes
+    calls = []
+    qdq_path = write_model(tmp_path / "made.qdq.onnx", qdq=True)
+
+    def qdq_model(model_path, spec, batches, cache_root=None, settings=None):
+        calls.append((model_path, spec.name, spec.shape, [b.shape for b in batches], cache_root))
+        return qdq_path
+
+    import backends
+
+    stub = types.ModuleType("backends.int8_calibration")
+    stub.qdq_model = qdq_model
+    monkeypatch.setitem(sys.modules, "backends.int8_calibration", stub)
+    monkeypatch.setattr(backends, "int8_calibration", stub, raising=False)
+    backend = make(tmp_path, precision="int8", calibration_batches=lambda: iter([np.ones((2, 4), np.float32)]))
+    backend.load(model)
+    assert calls == [(model, "x", (4,), [(2, 4)], tmp_path / "engines")]
+    assert trt_state.builds[-1]["qdq"] and backend.describe()["built_from"] == qdq_path
+
+
+def test_entropy_calibrator_refused_on_tensorrt_11(monkeypatch, tmp_path, model):
+    install_version(monkeypatch, "11.4.0.106")
+    with pytest.raises(ConfigError, match='TensorRT 11.4.0.106 has no INT8 calibrators .*calibrator = "qdq"'):
+        make(tmp_path, precision="int8", calibrator="entropy",
+             calibration_batches=[np.ones((4, 4), np.float32)]).load(model)
+
+
+def test_qdq_model_on_tensorrt_11_is_built_as_it_is(monkeypatch, tmp_path):
+    trt_state, _ = install_version(monkeypatch, "11.4.0.106")
+    path = write_model(tmp_path / "qdq.onnx", qdq=True)
+    for precision in ("fp32", "fp16", "int8"):
+        backend = make(tmp_path, precision=precision)
+        backend.load(path)
+        build = trt_state.builds[-1]
+        assert build["qdq"] and build["strongly_typed"] and build["flags"] == set()
+        assert backend.describe()["built_from"] == path
+        backend.close()
+    assert len(trt_state.parsed) == 3  # no copy was parsed
+
+
+def test_tensorrt_too_old_is_one_line(monkeypatch, tmp_path, model):
+    trt_state, _ = install_version(monkeypatch, "8.6.1")
+    import sys
+
+    monkeypatch.delattr(sys.modules["tensorrt"].Builder, "build_serialized_network")
+    with pytest.raises(BackendUnavailable, match="TensorRT 8.6.1 is too old .*build_serialized_network.*8.4 or newer"):
+        make(tmp_path).load(model)
+
+
+# --- CUDA: driver, devices, threads ---------------------------------------------------------------
+
+def test_driver_older_than_the_bindings(monkeypatch, tmp_path, model):
+    install_version(monkeypatch, "10.16.1.11", driver=12040, runtime=13000, version="13.0.1")
+    with pytest.raises(BackendUnavailable) as exc:
+        make(tmp_path).load(model)
+    text = str(exc.value)
+    assert "driver supports CUDA 12.4, but cuda-python 13.0.1 needs a CUDA 13.0 driver" in text
+    assert "pip install 'cuda-python>=12,<13'" in text and "'.[tensorrt-cu12]'" in text and "\n" not in text
+
+
+def test_no_driver_with_the_fake(monkeypatch, tmp_path, model):
+    install_version(monkeypatch, "10.3.0", driver=0)
+    with pytest.raises(BackendUnavailable, match=r"no usable CUDA GPU: .*cudaErrorInsufficientDriver "
+                                                 r"\(no NVIDIA driver on this machine\)"):
+        make(tmp_path).load(model)
+
+
+def test_older_minor_driver_is_fine(monkeypatch, tmp_path, model):
+    """CUDA minor version compatibility: bindings for 12.9 on a 12.2 driver."""
+    install_version(monkeypatch, "10.3.0", driver=12020, runtime=12090)
+    assert make(tmp_path).load(model).input.shape == (4,)
+
+
+def test_bad_device_index_is_a_config_error(monkeypatch, tmp_path, model):
+    from backends.tensorrt import TensorRTBackend
+
+    install_version(monkeypatch, "10.3.0", devices=2)
+    with pytest.raises(ConfigError, match=r"CUDA device 2 does not exist: this machine has 2 \(pass --device 0 to 1\)"):
+        TensorRTBackend(BackendOptions(device="2", extra={"engine_cache": str(tmp_path)})).load(model)
+
+
+def test_device_1_from_worker_threads(monkeypatch, tmp_path, model):
+    """Each worker thread makes the chosen GPU current before using it (CUDA's device is per thread)."""
+    import threading
+
+    from backends.tensorrt import TensorRTBackend
+
+    trt_state, cuda_state = install_version(monkeypatch, "10.3.0", devices=2)
+    backend = TensorRTBackend(BackendOptions(device="cuda:1", instances=2, max_batch_size=2,
+                                             extra={"engine_cache": str(tmp_path)}))
+    backend.load(model)
+    x = np.ones((2, 4), np.float32)
+    results = {}
+
+    def work(i):
+        for _ in range(3):
+            results[i] = backend.predict(x, instance=i)
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"worker-{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not cuda_state.errors, cuda_state.errors
+    for i in range(2):
+        np.testing.assert_allclose(results[i], x @ WEIGHTS, rtol=1e-6)
+    assert {e["thread"] for e in trt_state.executions} == {"worker-0", "worker-1"}
+    per_thread = [d for name, d in cuda_state.set_device_calls if name.startswith("worker")]
+    assert per_thread == [1, 1], "one cudaSetDevice(1) per worker thread, not one per call"
+    assert set(cuda_state.mem_device.values()) == {1}
+    backend.close()
+
+
+def test_fake_refuses_work_on_the_wrong_device(monkeypatch, tmp_path, model):
+    """Without cudaSetDevice in the worker thread, the fake (like CUDA) fails: the check above means something."""
+    import threading
+
+    from backends import cuda_memory
+    from backends.tensorrt import TensorRTBackend
+    from sut.errors import BackendFailure
+
+    install_version(monkeypatch, "10.3.0", devices=2)
+    backend = TensorRTBackend(BackendOptions(device="1", extra={"engine_cache": str(tmp_path)}))
+    backend.load(model)
+    monkeypatch.setattr(cuda_memory.CudaPython, "make_current", lambda self: None)
+    errors = []
+
+    def work():
+        try:
+            backend.predict(np.ones((1, 4), np.float32))
+        except BackendFailure as exc:
+            errors.append(str(exc))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert errors and "cudaErrorInvalidResourceHandle" in errors[0]
+    monkeypatch.undo()
