@@ -22,6 +22,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("NHWC", "NCHW")
+#: every value ``BackendOptions.precision`` may hold (besides None)
+KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,12 +138,29 @@ class BackendOptions:
 
 
 class Backend(abc.ABC):
-    """Base class: subclasses fill in the ``*_impl`` hooks."""
+    """Base class: subclasses fill in the ``*_impl`` hooks.
+
+    Precision (``--precision``): a backend declares what it can apply in
+    ``precisions`` (or :meth:`supported_precisions` when it depends on the
+    model or options); anything else is refused with ConfigError, by the
+    harness before any run and again by :meth:`load`. ``None`` (option unset)
+    always means the model's own precision. A backend that reads ONNX and runs
+    Q/DQ models sets ``qdq_int8``: ``int8`` on a float ONNX model then loads a
+    Q/DQ copy calibrated by :mod:`backends.int8_calibration` (done here in
+    :meth:`load`, so every such backend runs the same int8 model).
+    :meth:`applied_precision` says what the runtime actually ran.
+    """
 
     #: name used on the command line and in profiles
     name: str = ""
     #: pip extra that installs the runtime, used in "not installed" errors
     extra_name: str | None = None
+    #: precisions ``--precision`` may ask for; None: not declared (load_impl decides)
+    precisions: tuple[str, ...] | None = None
+    #: int8 on a float ONNX model runs a calibrated Q/DQ copy (backends that read ONNX)
+    qdq_int8: bool = False
+    #: the calibrated Q/DQ copy :meth:`load` loaded instead of the model, if any
+    qdq_path: str | None = None
 
     def __init__(self, options: BackendOptions | None = None):
         self.options = options or BackendOptions()
@@ -149,11 +168,62 @@ class Backend(abc.ABC):
 
     # --- public API -------------------------------------------------------
     def load(self, model_path: str | None) -> ModelInfo:
-        """Load the model; raises ModelError / BackendUnavailable."""
-        log.info("%s: loading %s", self.name, model_path)
-        self.info = self.load_impl(model_path)
+        """Load the model; raises ModelError / BackendUnavailable (ConfigError
+        for a precision this backend cannot apply to it)."""
+        self.check_precision(self.options.precision, model_path)
+        path, spec = model_path, None
+        if self.options.precision == "int8" and self.qdq_int8 and _is_onnx(model_path):
+            from backends import int8_calibration
+
+            path, spec = int8_calibration.for_backend(model_path, self.options, self._scratch_dir())
+            self.qdq_path = None if path == model_path else path
+        log.info("%s: loading %s", self.name, path)
+        self.info = self.load_impl(path)
+        if spec is not None and self.qdq_path:
+            _check_calibrated_input(spec, self.info.input, self.name)
         log.info("%s: %s", self.name, self.info.describe())
         return self.info
+
+    def supported_precisions(self, model_path: str | None = None) -> tuple[str, ...] | None:
+        """Precisions ``--precision`` may ask for with this model (``None``: not
+        declared, the backend's ``load_impl`` decides)."""
+        if self.precisions is None:
+            return None
+        allowed = list(self.precisions)
+        if self.qdq_int8 and "int8" not in allowed and (model_path is None or _is_onnx(model_path)):
+            allowed.append("int8")
+        return tuple(allowed)
+
+    def check_precision(self, precision: str | None, model_path: str | None = None) -> None:
+        """Raise ConfigError unless this backend can apply ``precision`` to the model."""
+        from sut.errors import ConfigError
+
+        if precision is None:
+            return
+        allowed = self.supported_precisions(model_path)
+        if allowed is None or precision in allowed:
+            return
+        if precision not in KNOWN_PRECISIONS:
+            raise ConfigError(f"unknown precision '{precision}' for backend '{self.name}'; "
+                              f"choose one of: {', '.join(allowed) or 'none (leave it unset)'}")
+        what = f" to {model_path}" if model_path else ""
+        can = (f"it can apply {', '.join(allowed)}" if allowed else
+               "it runs every model in the model's own precision")
+        hint = (" (int8 needs an ONNX model, which it runs as a calibrated Q/DQ copy)"
+                if precision == "int8" and self.qdq_int8 else "")
+        raise ConfigError(f"backend '{self.name}' cannot apply precision {precision}{what}: {can}{hint}; "
+                          "choose another precision or leave --precision unset")
+
+    def applied_precision(self) -> str:
+        """What the runtime runs, for the results: the calibrated Q/DQ copy, then
+        what the runtime reports (:meth:`runtime_precision`), else the precision
+        asked for (the backend accepted it) or the model's own."""
+        runtime = self.runtime_precision()
+        if self.qdq_path:
+            return f"int8 (Q/DQ model {self.qdq_path})" + (f"; {runtime}" if runtime else "")
+        if runtime:
+            return runtime
+        return self.options.precision or "the model's own"
 
     def predict(self, batch: np.ndarray, instance: int = 0) -> np.ndarray:
         """Run one batch (first dimension = samples) and return the first output.
@@ -188,14 +258,35 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         self.close_impl()
+        scratch = self.__dict__.pop("_scratch", None)
+        if scratch is not None:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _scratch_dir(self) -> str:
+        """Where derived models go: ``options.cache_dir``, else a temporary
+        directory removed by :meth:`close` (nothing kept without a cache)."""
+        if self.options.cache_dir:
+            return self.options.cache_dir
+        if "_scratch" not in self.__dict__:
+            import tempfile
+
+            self._scratch = tempfile.mkdtemp(prefix=f"mlperf-edge-{self.name}-")
+        return self._scratch
 
     def version(self) -> str:
         """Runtime name and version, e.g. ``"onnxruntime 1.20.1"``."""
         return self.name
 
+    def runtime_precision(self) -> str | None:
+        """What the runtime reports it runs in (e.g. OpenVINO's compiled
+        ``INFERENCE_PRECISION_HINT``); None when it cannot say (or before load)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What to record with the results to reproduce the run."""
-        return {"backend": self.name, "runtime": self.version()}
+        return {"backend": self.name, "runtime": self.version(), "precision": self.applied_precision()}
 
     def __enter__(self):
         return self
@@ -212,6 +303,21 @@ class Backend(abc.ABC):
 
     def close_impl(self) -> None:
         pass
+
+
+def _is_onnx(path: str | None) -> bool:
+    return bool(path) and str(path).lower().endswith(".onnx")
+
+
+def _check_calibrated_input(spec: TensorSpec, loaded: TensorSpec, backend: str) -> None:
+    """The calibration data was made for ``spec`` (read from the ONNX file); the
+    backend must feed the Q/DQ model the same input, or calibration was wrong."""
+    from sut.errors import ModelError
+
+    if (spec.shape, spec.dtype, spec.layout) != (loaded.shape, loaded.dtype, loaded.layout):
+        raise ModelError(f"backend '{backend}' reads the model input as {loaded.dtype.name}{list(loaded.shape)} "
+                         f"{loaded.layout or ''}, but int8 calibration data was made for "
+                         f"{spec.dtype.name}{list(spec.shape)} {spec.layout or ''}")
 
 
 def require_module(module: str, backend: str, extra: str | None):

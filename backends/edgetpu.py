@@ -49,6 +49,7 @@ DEVICE_TYPES = {0: "pci", 1: "usb"}
 class EdgeTPUBackend(LiteRTBackend):
     name = "edgetpu"
     extra_name = "litert"
+    precisions = ("int8",)  # the Edge TPU runs int8 models only
 
     def __init__(self, options=None):
         super().__init__(options)

@@ -90,6 +90,7 @@ class _Runner:
 class LiteRTBackend(Backend):
     name = "litert"
     extra_name = "litert"
+    precisions = ()  # runs every model in its own precision
 
     def __init__(self, options=None):
         super().__init__(options)

@@ -14,6 +14,11 @@ from backends.base import Backend, ModelInfo, TensorSpec
 
 class NullBackend(Backend):
     name = "null"
+    #: it runs no model, so any precision is "applied" (runtime_precision says so)
+    precisions = ("fp32", "fp16", "int8")
+
+    def runtime_precision(self):
+        return "none (the null backend runs no model)"
 
     def load_impl(self, model_path):
         extra = self.options.extra

@@ -3,6 +3,13 @@
 Each instance is its own ``InferenceSession`` (``run`` releases the GIL), so
 distinct instances may predict at once. A model with a symbolic batch
 dimension takes any batch up to ``max_batch_size``; a fixed batch of 1 takes 1.
+
+Precision: ONNX Runtime runs a model in the precision it was saved in, so
+``--precision`` may name that one (``fp32`` for a float model, ``int8`` for a
+quantised one) or ``int8`` for a float model, which then runs as its Q/DQ
+copy calibrated on the dataset (:mod:`backends.int8_calibration`, done by
+``Backend.load``). Anything else (``fp16`` of a float32 model, ``fp32`` of a
+quantised one) is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ _DTYPES = {
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     extra_name = "onnxruntime"
+    #: the model's own precision (see supported_precisions), plus int8 of a float model
+    precisions = ("fp32",)
+    qdq_int8 = True
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -37,12 +47,18 @@ class OnnxRuntimeBackend(Backend):
         self._sessions: list = []
         self._feed_name = ""
         self._output_names: list[str] = []
+        self._model_precision: str | None = None
+
+    def supported_precisions(self, model_path=None):
+        """The precision the model was saved in, and int8 unless it is already quantised."""
+        own = _model_precision(model_path) if model_path else None
+        if own is None:
+            return super().supported_precisions(model_path)
+        return (own,) if own == "int8" else (own, "int8")
 
     def load_impl(self, model_path):
         check_model_file(model_path, (".onnx",), self.name)
-        if self.options.precision is not None:
-            raise ConfigError(f"backend '{self.name}' runs the model in its own precision; "
-                              f"precision '{self.options.precision}' is not accepted (leave it unset)")
+        self._model_precision = _model_precision(model_path)
         providers = self._providers()
         instances = max(1, self.options.instances or 1)
         self._sessions = [self._session(model_path, providers) for _ in range(instances)]
@@ -68,6 +84,12 @@ class OnnxRuntimeBackend(Backend):
 
     def version(self):
         return f"onnxruntime {self._ort.__version__}"
+
+    def applied_precision(self):
+        if self.qdq_path or self._model_precision is None:
+            return super().applied_precision()
+        own = self._model_precision
+        return f"{own} (the model's own Q/DQ nodes)" if own == "int8" else own
 
     def describe(self):
         providers = (self._sessions[0].get_providers() if self._sessions
@@ -115,6 +137,18 @@ class OnnxRuntimeBackend(Backend):
             log.info("%s: %s has a fixed batch size of 1; max_batch_size %d is not used",
                      self.name, path, self.options.max_batch_size)
         return {"max_batch_size": 1, "batch_sizes": (1,)}
+
+
+def _model_precision(model_path: str) -> str | None:
+    """``fp32``/``fp16``/``int8`` as saved; None when it cannot be read here (no
+    ``onnx`` module, missing or unreadable file: load reports those)."""
+    from backends import int8_calibration
+    from sut.errors import HarnessError
+
+    try:
+        return int8_calibration.model_precision(model_path)
+    except HarnessError:
+        return None
 
 
 def _runtime_errors() -> tuple[type[Exception], ...]:

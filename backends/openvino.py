@@ -80,6 +80,9 @@ NCS2_INSTALL = ("the NCS2 needs the OpenVINO 2022.3 LTS archive install (source 
 class OpenVINOBackend(Backend):
     name = "openvino"
     extra_name = "openvino"
+    #: INFERENCE_PRECISION_HINT f32/f16; int8: a float ONNX model runs as its calibrated Q/DQ copy
+    precisions = ("fp32", "fp16", "bf16")
+    qdq_int8 = True
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -170,6 +173,25 @@ class OpenVINOBackend(Backend):
         if self._compiled is not None:
             out["compiled"] = compiled_properties(self._compiled)
         return out
+
+    def runtime_precision(self):
+        """The compiled model's INFERENCE_PRECISION_HINT and the precisions its
+        convolution/matmul layers run in (the runtime model's ``runtimePrecision``)."""
+        if self._legacy is not None or self._compiled is None:
+            return None
+        hint = compiled_properties(self._compiled).get("INFERENCE_PRECISION_HINT", "?")
+        counts: dict = {}
+        try:
+            for op in self._compiled.get_runtime_model().get_ordered_ops():
+                info = op.get_rt_info()
+                kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+                if kind in ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"):
+                    precision = info["runtimePrecision"].astype(str)
+                    counts[precision] = counts.get(precision, 0) + 1
+        except (AttributeError, KeyError, RuntimeError, TypeError):
+            counts = {}
+        layers = ", ".join(f"{n} in {p}" for p, n in sorted(counts.items()))
+        return f"{hint} (INFERENCE_PRECISION_HINT)" + (f"; conv/matmul layers: {layers}" if layers else "")
 
 
 class _Request:

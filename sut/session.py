@@ -56,14 +56,58 @@ def backend_options(cfg: Config, dataset=None) -> BackendOptions:
 
 
 def calibration_batches(cfg: Config, dataset, spec) -> list:
-    """The first ``calibration_count`` samples preprocessed for ``spec``, in
-    batches of ``max_batch_size`` (a short last batch is dropped)."""
-    count = min(cfg.calibration_count, len(dataset))
+    """Calibration samples (:func:`calibration_sources`) preprocessed for
+    ``spec``, in batches of ``max_batch_size`` (a short last batch is dropped)."""
+    sources = calibration_sources(cfg, dataset)
+    count = len(sources)
     size = max(1, min(cfg.max_batch_size, count))
-    log.info("preparing %d calibration samples", count)
-    store = cache.prepare(dataset.sources[:count], dataset.preprocessor(spec), spec, dataset.cache_key(spec),
+    store = cache.prepare(sources, dataset.preprocessor(spec), spec, dataset.cache_key(spec),
                           cache_root(cfg), cfg.preprocess_workers, cfg.progress)
     return [store.rows(range(i, i + size)) for i in range(0, count - size + 1, size)]
+
+
+def calibration_sources(cfg: Config, dataset) -> list:
+    """Up to ``calibration_count`` samples that are not scored: the last ones of
+    the whole dataset after the scored first ``count`` (``--count``).
+
+    Calibrating on scored samples would flatter int8's accuracy, so a dataset
+    scored whole has none to give: ConfigError, naming ``--count``.
+    """
+    from sut.errors import ConfigError
+
+    if cfg.calibration_count < 1:
+        raise ConfigError(f"'calibration_count' must be at least 1, got {cfg.calibration_count}")
+    whole = datasets.create(cfg.dataset, cfg.dataset_path, None, cfg.dataset_options)
+    whole.cache_root = dataset.cache_root
+    whole.scan()
+    scored = set(dataset.sources)
+    spare = [source for source in whole.sources if source not in scored]
+    if not spare:
+        raise ConfigError(
+            f"int8 calibration needs samples outside the scored set, and all {len(whole)} samples of "
+            f"{cfg.dataset} {cfg.dataset_path or ''} are scored: pass --count N below {len(whole)} (calibration "
+            f"then takes up to calibration_count={cfg.calibration_count} of the other samples, from the end)")
+    chosen = spare[max(0, len(spare) - cfg.calibration_count):]
+    log.info("int8 calibration: %d samples (the last of the %d outside the %d scored)",
+                len(chosen), len(spare), len(scored))
+    return chosen
+
+
+def check_precisions(cfg: Config, precisions, model) -> None:
+    """Refuse, before anything runs, a precision the backend cannot apply to
+    ``model`` (ConfigError); a missing runtime raises BackendUnavailable here too."""
+    wanted = [p for p in precisions if p]
+    if not wanted:
+        return
+    backend = backends.create(cfg.backend, backend_options(cfg))
+    for precision in wanted:
+        backend.check_precision(precision, model)
+
+
+def precheck(cfg: Config, precisions) -> None:
+    """:func:`check_precisions` for a configuration (finds its model first)."""
+    _, model = open_dataset(cfg)
+    check_precisions(cfg, precisions, model)
 
 
 @dataclasses.dataclass
@@ -111,6 +155,7 @@ def prepared(cfg: Config, dataset, model, record: dict):
 def execute(cfg: Config, echo=print) -> Outcome:
     modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
     dataset, model = open_dataset(cfg)
+    check_precisions(cfg, [cfg.precision], model)
     run_dir = RunDirectory(cfg.output, f"{cfg.profile or cfg.model_name}-{cfg.scenario}")
     tests: list[runner.TestResult] = []
     record = {"config": cfg.to_dict(), "model_path": model, "python": sys.version.split()[0],
