@@ -96,7 +96,7 @@ def install(requirement: str, deps: bool = False) -> Path:
         tmp = target.with_name(name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--only-binary", ":all:", "--target", str(tmp), requirement]
+               "--retries", "1", "--timeout", "30", "--only-binary", ":all:", "--target", str(tmp), requirement]
         if not deps:
             cmd.insert(4, "--no-deps")
         try:
