@@ -144,7 +144,8 @@ class TensorRTBackend(Backend):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ConfigError(f"tensorrt option {key} must be a non-negative integer, got {value!r}")
         if extra.get("calibrator", "qdq") not in ("qdq", "entropy"):
-            raise ConfigError(f"tensorrt option calibrator must be \"qdq\" or \"entropy\", got {extra['calibrator']!r}")
+            raise ConfigError(f"tensorrt option calibrator must be \"qdq\" or \"entropy\", "
+                              f"got {extra['calibrator']!r}")
         return extra
 
     def load_impl(self, model_path):
@@ -154,7 +155,8 @@ class TensorRTBackend(Backend):
         extra = self._extra()
         precision = self.options.precision or "fp32"
         if precision not in te.PRECISIONS:
-            raise ConfigError(f"unknown precision '{precision}' for tensorrt; choose one of: {', '.join(te.PRECISIONS)}")
+            raise ConfigError(f"unknown precision '{precision}' for tensorrt; "
+                              f"choose one of: {', '.join(te.PRECISIONS)}")
         if extra.get("dla_core") is not None and precision == "fp32":
             raise ConfigError(f"tensorrt option dla_core={extra['dla_core']} needs precision fp16 or int8 "
                               "(DLA cores have no FP32 kernels)")
