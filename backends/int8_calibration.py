@@ -9,8 +9,14 @@ copy. Every runtime then runs the same scales and zero points.
 
 Settings (:class:`QuantSettings`, defaults chosen to run everywhere): int8
 activations and int8 weights, both symmetric (zero point 0, what TensorRT
-requires and what ONNX Runtime recommends for GPUs and ARM CPUs), weights per
-channel, MinMax calibration.
+requires and what ONNX Runtime recommends for GPUs and ARM CPUs), per-tensor
+scales, MinMax calibration. Two alternatives were measured and are not the
+default: uint8 asymmetric activations (ONNX Runtime's advice for x86 CPUs)
+saturate ONNX Runtime's u8s8 kernels on x86 CPUs without VNNI unless
+``reduce_range`` is set (KWS: 16/200 right instead of 183/200; OpenVINO runs the
+same model correctly); per-channel weights are miscomputed for a ``Gemm``
+with ``transB=0`` by ONNX Runtime 1.32's optimised graph and by OpenVINO
+2026.4 alike (the unoptimised ONNX Runtime graph is right).
 
 The Q/DQ model is cached under ``<cache_root>/qdq/`` with a key made of the
 float model's sha256, the calibration set (sha256 of every batch's dtype,
@@ -66,7 +72,7 @@ class QuantSettings:
 
     activation_type: str = "int8"      # int8 | uint8
     weight_type: str = "int8"          # int8 | uint8
-    per_channel: bool = True           # weights quantised per output channel
+    per_channel: bool = False          # weights quantised per output channel (see the module notes)
     calibrate_method: str = "minmax"   # minmax | entropy | percentile
     symmetric_activations: bool = True  # zero point 0 (TensorRT needs it)
     symmetric_weights: bool = True
