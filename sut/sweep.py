@@ -164,9 +164,10 @@ def table(rows: list[SweepRow], scenario: str) -> str:
         else:
             lines.append(f"run-to-run noise: not measured (the repeat of {base_row.precision} "
                          f"failed: {repeat.error or 'no figure'})")
-    for r in rows:
+    for r in [*rows, *([repeat] if repeat is not None else [])]:
         if r.directory or r.applied != "-":
-            lines.append(f"{r.precision}: ran {r.applied}; {r.directory or '-'}")
+            label = f"{r.precision} (repeat)" if r is repeat else r.precision
+            lines.append(f"{label}: ran {r.applied}; {r.directory or '-'}")
     saved = getattr(rows, "saved", None)
     if saved is not None:
         lines.append(f"saved: {saved / 'sweep.txt'}, {saved / 'sweep.json'}")
