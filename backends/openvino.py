@@ -217,6 +217,8 @@ class _Request:
         request = self.request
         flags = batch.flags
         if batch.dtype == self.shared_dtype and flags.c_contiguous and flags.writeable:
+            if batch.strides[0] * len(batch) != batch.nbytes:  # e.g. x[None]: stride 0, which 2022.3 refuses
+                batch = batch.reshape(-1).reshape(batch.shape)
             request.set_input_tensor(self.tensor(batch, shared_memory=True))
             request.infer(**self.share["outputs"])
         else:
@@ -281,11 +283,19 @@ class Runtime:
         return str(value)
 
     def opset(self):
-        names = [n for n in dir(self.ov) if re.fullmatch(r"opset\d+", n)]
-        if names:  # openvino.runtime.opsetN (2022.x / 2023.0)
-            return getattr(self.ov, max(names, key=lambda n: int(n[5:])))
-        found = [n for n in range(30, 0, -1) if importlib.util.find_spec(f"openvino.opset{n}") is not None]
-        return importlib.import_module(f"openvino.opset{found[0]}")
+        """The newest complete ``opsetN`` module (one with ``parameter``; 2026's newest hold only new ops)."""
+        base = self.ov.__name__  # openvino.runtime.opsetN (2022.x / 2023.0) or openvino.opsetN
+        for n in range(30, 0, -1):
+            name = f"{base}.opset{n}"
+            try:
+                if importlib.util.find_spec(name) is None:
+                    continue
+            except ImportError:
+                continue
+            module = importlib.import_module(name)
+            if hasattr(module, "parameter"):
+                return module
+        raise RuntimeError(f"no opset module with 'parameter' under {base}")
 
     def save_model(self, model, path: str) -> None:
         if hasattr(self.ov, "save_model"):
@@ -498,7 +508,7 @@ def read_model(core, model_path: str, runtime: Runtime):
                     "re-convert it if it fails or its results look wrong", model_path,
                     _short_version(writer), _short_version(runtime.version))
     if len(model.inputs) != 1:
-        names = [i.any_name for i in model.inputs]
+        names = [port_name(i) for i in model.inputs]
         raise ModelError(f"{model_path} has {len(names)} inputs ({', '.join(names)}); the harness feeds one")
     return model
 
@@ -545,13 +555,21 @@ def image_layout(shape: tuple[int, ...]) -> str | None:
     return None
 
 
+def port_name(port) -> str:
+    """A tensor's name; its node's name when the tensor has none (2022.3 raises for ``any_name`` then)."""
+    try:
+        return port.any_name
+    except RuntimeError:
+        return port.get_node().get_friendly_name()
+
+
 def sample_shape(port) -> tuple[int, ...]:
     """Shape without the batch dimension; ModelError if any other dimension is dynamic."""
     from sut.errors import ModelError
 
     dims = list(port.get_partial_shape())[1:]
     if any(d.is_dynamic for d in dims):
-        raise ModelError(f"tensor '{port.any_name}' has dynamic dimensions {port.get_partial_shape()}; "
+        raise ModelError(f"tensor '{port_name(port)}' has dynamic dimensions {port.get_partial_shape()}; "
                          "only the batch dimension may be dynamic")
     return tuple(d.get_length() for d in dims)
 
@@ -569,9 +587,9 @@ def describe_input(model, extra) -> TensorSpec:
             scale, zero_point = float(extra["input_scale"]), int(extra["input_zero_point"])
         if scale is None:
             raise ModelError(
-                f"input '{port.any_name}' is {dtype.name} but the model does not say how to quantise it "
+                f"input '{port_name(port)}' is {dtype.name} but the model does not say how to quantise it "
                 "(no FakeQuantize after the input); set backend_options input_scale and input_zero_point")
-    return TensorSpec(port.any_name, shape, dtype, image_layout(shape), scale, zero_point)
+    return TensorSpec(port_name(port), shape, dtype, image_layout(shape), scale, zero_point)
 
 
 def describe_output(model) -> TensorSpec:
@@ -581,7 +599,7 @@ def describe_output(model) -> TensorSpec:
     scale = zero_point = None
     if dtype.kind in "iu":
         scale, zero_point = output_quantization(port.get_node())
-    return TensorSpec(port.any_name, shape, dtype, None, scale, zero_point)
+    return TensorSpec(port_name(port), shape, dtype, None, scale, zero_point)
 
 
 def _constant(node, index: int) -> float | None:
