@@ -240,6 +240,7 @@ def _run_serial(rows, sources, preprocess, bar) -> None:
 def _run_threads(rows, sources, preprocess, workers, bar) -> None:
     with _opened(rows) as fd:
         pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="preprocess")
+        futures = []
         try:
             futures = [pool.submit(_write_chunk, rows, sources[start:stop], start, preprocess, fd)
                        for start, stop in _chunks(len(sources), workers, 16)]
@@ -248,14 +249,16 @@ def _run_threads(rows, sources, preprocess, workers, bar) -> None:
         finally:
             # on an error, drop the chunks not started and wait for the
             # running ones: the caller removes the file they write into
-            pool.shutdown(wait=True, cancel_futures=True)
+            for fut in futures:  # shutdown(cancel_futures=) is Python 3.9+
+                fut.cancel()
+            pool.shutdown(wait=True)
 
 
 def _run_processes(rows, sources, preprocess, workers, bar) -> None:
     """Worker processes write straight into the cache file when there is one,
     so no array is pickled back to this process."""
     to_file = isinstance(rows, _FileRows)
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
         futures = {}
         for start, stop in _chunks(len(sources), workers, 64):
             chunk = sources[start:stop]
@@ -273,6 +276,18 @@ def _run_processes(rows, sources, preprocess, workers, bar) -> None:
             for f in futures:
                 f.cancel()
             raise
+
+
+def _process_context():
+    """Worker processes come from a fork server (a clean single-threaded
+    process), never forked from this one: a fork of a process that runs
+    threads (LoadGen's, a runtime's, a thread pool's) can copy a lock held
+    by another thread, and the child then waits for it forever (seen in CI:
+    a worker stuck in multiprocessing's after-fork handlers, the run hung)."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _write_chunk(rows, sources, first_row, preprocess, fd=None) -> int:
