@@ -119,6 +119,7 @@ class OpenVINOBackend(Backend):
         self._hint = performance_hint(self.options)
         config = compile_config(core, self._device, self.options, self._hint)
         self._compiled = compile_model(core, model, self._device, config, model_path, runtime)
+        warn_if_newer_ir(model_path, runtime)
         count = self._request_count()
         self._requests = [_Request(runtime, self._compiled.create_infer_request(), self._compiled.inputs[0])
                           for _ in range(count)]
@@ -502,15 +503,19 @@ def read_model(core, model_path: str, runtime: Runtime):
         model = core.read_model(model_path)
     except RuntimeError as exc:
         raise read_error(model_path, runtime, exc) from exc
-    writer = ir_writer(model_path)
-    if writer and release(writer) and release(runtime.version) and release(writer) > release(runtime.version):
-        log.warning("openvino: %s was written by OpenVINO %s, newer than the installed %s; "
-                    "re-convert it if it fails or its results look wrong", model_path,
-                    _short_version(writer), _short_version(runtime.version))
     if len(model.inputs) != 1:
         names = [port_name(i) for i in model.inputs]
         raise ModelError(f"{model_path} has {len(names)} inputs ({', '.join(names)}); the harness feeds one")
     return model
+
+
+def warn_if_newer_ir(model_path: str, runtime: Runtime) -> None:
+    """Warn about an IR from a newer OpenVINO that did load (older releases do not promise to read it)."""
+    writer = ir_writer(model_path)
+    if writer and release(writer) and release(runtime.version) and release(writer) > release(runtime.version):
+        log.warning("openvino: %s was written by OpenVINO %s, newer than the installed %s; "
+                    "re-convert it if its results look wrong", model_path,
+                    _short_version(writer), _short_version(runtime.version))
 
 
 def read_error(model_path: str, runtime: Runtime, exc: BaseException):

@@ -355,6 +355,18 @@ def test_an_ir_newer_than_the_runtime_is_one_line():
     assert "use the ONNX model instead, or re-convert it" in message and "Model Optimizer" in message
 
 
+@pytest.mark.skipif(READS_SHARED_IR, reason=f"OpenVINO {RUNTIME.version} reads the shared IR")
+def test_an_ir_newer_than_the_runtime_through_run_py_is_one_line_exit_3(tmp_path):
+    from tests.helpers import run_cli
+
+    proc = run_cli("--profile", "mobilenet_openvino", "--model", str(shared_path(*MOBILENET_IR)),
+                   "--dataset-path", str(shared_path("data", "imagenet-mini")), "--count", "8", "--accuracy",
+                   tmp_path=tmp_path, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "newer than the installed OpenVINO" in lines[0]
+
+
 def test_ir_writer_and_newer_ir_error(quantised, tmp_path):
     """The converter's version in the IR's rt_info (Model Optimizer and 2023+ write it) decides."""
     xml = open(str(quantised)).read()
