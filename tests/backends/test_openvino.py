@@ -305,6 +305,26 @@ def test_the_ncs2_profile_loads_on_myriad(monkeypatch):
     assert info.input.dtype == np.float16 and info.instances == 4 and info.max_batch_size == 1
 
 
+def test_the_ncs2_profile_runs_through_loadgen_with_myriad_faked(monkeypatch, tmp_path, capsys):
+    """run.py's path in-process: fp16 samples in the cache, 4 workers, the MultiStream accuracy test."""
+    import json
+
+    from sut import cli
+
+    fake_openvino_myriad.install(monkeypatch, RUNTIME)
+    code = cli.main(["--profile", "mobilenet_ncs2", "--model", str(shared_path(*MOBILENET_ONNX)),
+                     "--dataset-path", str(shared_path("data", "imagenet-mini")), "--count", "16", "--accuracy",
+                     "--no-progress", "--output", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "scenario  : MultiStream" in out and "accuracy  : accuracy=" in out
+    (config,) = (tmp_path / "results").glob("*/config.json")
+    record = json.loads(config.read_text())
+    assert record["backend"]["device"] == "MYRIAD" and record["backend"]["infer_requests"] == 4
+    assert record["backend"]["runtime"] == f"openvino {RUNTIME.version}"
+    assert record["model"]["inputs"][0]["dtype"] == "float16" and record["model"]["instances"] == 4
+
+
 def test_myriad_requests_follow_explicit_instances(monkeypatch):
     core = fake_openvino_myriad.install(monkeypatch, RUNTIME)
     _, info = load(MOBILENET_ONNX, device="MYRIAD", instances=2)
