@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, require_module
-from backends.openvino import FP16_DEVICES, NCS2_INSTALL, newer_ir_error, one_line
+from backends.openvino import FP16_DEVICES, NCS2_INSTALL, newer_ir_error, one_line, release
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class OpenVINOLegacyBackend(Backend):
 
         check_model_file(model_path, (".xml", ".onnx"), self.name)
         engine = require_module("openvino.inference_engine", self.name, self.extra_name)
+        check_floor(engine.get_version())
         self._device = self.options.device or "CPU"
         self._ie = engine.IECore()
         check_device(self._ie, self._device)
@@ -177,6 +178,16 @@ def installed_version() -> str:
         return f"openvino {get_version()}"
     except ImportError:
         return "openvino (not installed)"
+
+
+def check_floor(version: str) -> None:
+    """BackendUnavailable for an IECore-only OpenVINO older than 2021.4 (the oldest release tested)."""
+    from sut.errors import BackendUnavailable
+
+    found = release(version)
+    if found is not None and found < (2021, 4):
+        raise BackendUnavailable(f"OpenVINO {version.split('-')[0]} is older than the 2021.4 this backend needs; "
+                                 "pip install openvino==2021.4.2 (Python 3.6-3.9), or 2022.3+ for the 2.0 API")
 
 
 def device_names(device: str) -> list[str]:

@@ -185,6 +185,12 @@ def test_an_ir_from_a_newer_converter_is_one_line(ie, tmp_path):
     assert "use the ONNX model instead" in message
 
 
+def test_a_release_older_than_2021_4_is_unavailable(ie, ir_model, monkeypatch):
+    monkeypatch.setattr(ie, "get_version", lambda: "2021.3.0-2787-60059f2c755-releases/2021/3")
+    with pytest.raises(BackendUnavailable, match=r"OpenVINO 2021\.3\.0 is older than the 2021\.4 this backend needs"):
+        load(ir_model, device="MYRIAD")
+
+
 def test_unknown_option_is_refused(ie, ir_model):
     with pytest.raises(ConfigError, match="accepted backend_options"):
         load(ir_model, device="MYRIAD", extra={"nonsense": 1})
