@@ -10,19 +10,30 @@ context (TensorRT lets a profile serve one context at a time).
 Precision (``BackendOptions.precision``): ``fp32`` (default), ``fp16``, or
 ``int8``; how it is applied depends on what the installed TensorRT has:
 
-* TensorRT 8.4-10.x: builder flags. ``int8`` uses the model's own Q/DQ nodes
-  when it has them; for a float model the default (``calibrator = "qdq"``)
-  builds from a Q/DQ copy calibrated by ONNX Runtime
-  (:mod:`backends.int8_calibration`, the same int8 model ONNX Runtime and
-  OpenVINO run); ``calibrator = "entropy"`` uses TensorRT's entropy calibrator
-  and a stored table instead (:mod:`backends.tensorrt_calibrator`).
+* TensorRT 8.4-10.x: builder flags (``FP16``; ``INT8`` whenever the network
+  holds Q/DQ layers). ``calibrator = "entropy"`` (8.x-10.x only) calibrates a
+  float model with TensorRT's entropy calibrator and a stored table
+  (:mod:`backends.tensorrt_calibrator`).
 * TensorRT 11 (strongly typed networks, no precision flags): ``fp16`` builds
   from an fp16 copy of the model (:mod:`backends.onnx_fp16`), ``int8`` from
-  the Q/DQ model; a Q/DQ model runs its quantised layers in INT8 and the rest
-  in its float type at any precision.
+  a Q/DQ model.
+* ``int8`` of a float model with the default ``calibrator = "qdq"``: the
+  same path as every ONNX backend (``qdq_int8``): ``Backend.load`` swaps in a
+  Q/DQ copy calibrated by ONNX Runtime (:mod:`backends.int8_calibration`, the
+  same int8 model ONNX Runtime and OpenVINO run) and this backend builds from
+  it. "Float" and "quantised" mean what :func:`backends.int8_calibration.is_quantized`
+  says (activations quantised): a model whose weights alone are int8 behind
+  ``DequantizeLinear`` is float and is calibrated.
+* A quantised (Q/DQ) model runs its quantised layers in INT8 whatever is
+  asked, so only ``int8`` is accepted for it; ``fp16`` and ``int8`` for an
+  fp16 model. Refused precisions are ConfigErrors from
+  :meth:`TensorRTBackend.check_precision`, which the harness calls before any
+  run (it also refuses ``calibrator = "entropy"`` where TensorRT has no
+  calibrators, ``dla_core`` with fp32, and a missing fp16 converter on 11).
 
-``describe()["build"]`` records which (``strongly_typed``, ``builder_flags``,
-``onnx``).
+``describe()["build"]`` records how (``strongly_typed``, ``builder_flags``,
+``onnx``) and ``describe()["precision"]`` says it in words
+(:meth:`TensorRTBackend.applied_precision`).
 
 ``BackendOptions.extra`` keys: see :data:`EXTRA_OPTIONS`.
 
@@ -85,13 +96,11 @@ def parse_device(device: str | None) -> int:
 
 
 def guess_layout(shape: tuple[int, ...]) -> str | None:
+    """(3,H,W) is NCHW, (H,W,3) NHWC, anything else None: the rule of the other ONNX
+    backends and of backends/int8_calibration.py, so one model gets one input layout."""
     if len(shape) != 3:
         return None
-    if shape[0] in (1, 3) and shape[-1] not in (1, 3):
-        return "NCHW"
-    if shape[-1] in (1, 3):
-        return "NHWC"
-    return None
+    return "NCHW" if shape[0] == 3 else "NHWC" if shape[-1] == 3 else None
 
 
 @dataclasses.dataclass
@@ -118,20 +127,103 @@ class _Instance:
 class TensorRTBackend(Backend):
     name = "tensorrt"
     extra_name = "tensorrt"
+    #: applied by builder flags (8.x-10.x) or by the ONNX the network is built from (11); see the module notes
+    precisions = ("fp32", "fp16", "int8")
 
     def __init__(self, options=None):
         super().__init__(options)
-        self._calibration = self.options.extra.get("calibration_batches")
         self._instances: list[_Instance] = []
         self._cuda = None
         self._engine = None
         self.engine_path: Path | None = None
         self.engine_from_cache = False
         self.build_model_path: Path | None = None  # the ONNX the engine was built from (a copy for fp16/int8)
+        self.settings = None  # te.BuildSettings of the loaded engine
+        self._quantised = False  # the built network's activations are quantised (Q/DQ)
+        self._calibration_table: Path | None = None
+        self.set_calibration_data(self.options.extra.get("calibration_batches"))
+
+    @property
+    def qdq_int8(self) -> bool:
+        """int8 of a float model through Backend.load's calibrated Q/DQ copy, unless calibrator = "entropy"."""
+        return self.options.extra.get("calibrator", "qdq") != "entropy"
 
     def set_calibration_data(self, batches) -> None:
-        """Give INT8 calibration batches (see :mod:`backends.tensorrt_calibrator`) before ``load``."""
+        """Give INT8 calibration batches (an iterable, or a callable returning one) before ``load``;
+        they feed the Q/DQ copy's calibration (``BackendOptions.calibration``) or the entropy calibrator."""
         self._calibration = batches
+        if batches is not None:
+            self.options = dataclasses.replace(self.options, calibration=lambda spec: _LazyBatches(batches))
+
+    def _scratch_dir(self) -> str:
+        """Where Backend.load keeps the calibrated Q/DQ copy: ``cache_dir`` (shared with the other ONNX
+        backends, so they run the same copy), else beside the engines rather than in a temporary directory."""
+        return self.options.cache_dir or str(self._cache_root(self.options.extra))
+
+    def _cache_root(self, extra) -> Path:
+        return Path(extra.get("engine_cache") or (
+            Path(self.options.cache_dir) / "tensorrt" if self.options.cache_dir else default_cache_root()))
+
+    # --- precision -------------------------------------------------------------------
+    def supported_precisions(self, model_path=None):
+        """fp32, fp16 and int8 for a float32 model; fp16 and int8 for an fp16 one; int8 alone for a
+        quantised (Q/DQ) model, whose quantised layers run in INT8 at any setting."""
+        own = _model_precision(model_path) if model_path else None
+        if own == "int8":
+            return ("int8",)
+        if own == "fp16":
+            return ("fp16", "int8")
+        return super().supported_precisions(model_path)
+
+    def check_precision(self, precision, model_path=None):
+        """Backend.check_precision, plus what only TensorRT decides (before any run):
+        ``dla_core`` with fp32, the entropy calibrator where TensorRT has none (11), and on
+        strongly typed TensorRT (11) fp16's converter (BackendUnavailable when absent)."""
+        super().check_precision(precision, model_path)
+        if precision is None:
+            return
+        extra = self._extra()
+        _check_dla(extra, precision)
+        entropy = (precision == "int8" and not self.qdq_int8
+                   and (not model_path or _model_precision(model_path) != "int8"))
+        if precision != "fp16" and not entropy:
+            return
+        from backends import tensorrt_engine as te
+
+        trt = require_module("tensorrt", self.name, self.extra_name)
+        if entropy and not te.has_entropy_calibrator(trt):
+            raise ConfigError(
+                f"tensorrt option calibrator = \"entropy\": TensorRT {trt.__version__} has no INT8 "
+                "calibrators (its networks are strongly typed); use calibrator = \"qdq\" (the default)")
+        if precision == "fp16" and te.strongly_typed(trt):
+            from backends import onnx_fp16
+
+            onnx_fp16.converter_version()
+
+    def applied_precision(self) -> str:
+        """What the engine runs, from how it was built: e.g. ``fp16 (BuilderFlag.FP16)``,
+        ``fp16 (fp16 ONNX copy; strongly typed)``, ``int8 (Q/DQ copy calibrated on 500 samples;
+        BuilderFlag.FP16+INT8)``, ``int8 (entropy calibrator, table ...; BuilderFlag.FP16+INT8)``."""
+        s = self.settings
+        if s is None:
+            return super().applied_precision()
+        if self.qdq_path:
+            head, source = "int8", _qdq_copy_description(self.qdq_path)
+        elif s.calibrated:
+            head, source = "int8", f"entropy calibrator, table {self._calibration_table}"
+        elif self._quantised:
+            head, source = "int8", "the model's Q/DQ nodes"
+        elif s.onnx == "fp16":
+            head, source = "fp16", "fp16 ONNX copy"
+        else:
+            head, source = s.precision, None
+        flags = [f for f in s.builder_flags() if f in ("FP16", "INT8")]
+        typing = ("strongly typed" if s.strongly_typed else
+                  "BuilderFlag." + "+".join(flags) if flags else "no precision flags")
+        where = ""
+        if s.dla_core is not None:
+            where = f"; DLA core {s.dla_core}" + (" with GPU fallback" if s.gpu_fallback else "")
+        return f"{head} ({'; '.join(p for p in (source, typing) if p)}{where})"
 
     # --- load ------------------------------------------------------------------------
     def _extra(self) -> dict[str, Any]:
@@ -157,9 +249,7 @@ class TensorRTBackend(Backend):
         if precision not in te.PRECISIONS:
             raise ConfigError(f"unknown precision '{precision}' for tensorrt; "
                               f"choose one of: {', '.join(te.PRECISIONS)}")
-        if extra.get("dla_core") is not None and precision == "fp32":
-            raise ConfigError(f"tensorrt option dla_core={extra['dla_core']} needs precision fp16 or int8 "
-                              "(DLA cores have no FP32 kernels)")
+        _check_dla(extra, precision)
         check_model_file(model_path, (".onnx",), self.name)
         trt = require_module("tensorrt", self.name, self.extra_name)
         te.check_supported(trt)
@@ -177,24 +267,25 @@ class TensorRTBackend(Backend):
         network, _ = te.parse_onnx(trt, builder, logger, model_path)
         first = self._single_input(network, model_path)
         profiles = self._profiles(first, model_path, extra)
-        qdq = te.onnx_has_qdq(model_path)
-        if qdq is None:
-            qdq = te.network_has_qdq(trt, network)
+        # Q/DQ layers in the network (weight-only DequantizeLinear included): TensorRT 8-10 needs the INT8 flag
+        qdq = te.network_has_qdq(trt, network)
+        # activations quantised (backends/int8_calibration's definition): the model runs int8 as it is
+        own = _model_precision(model_path, default="int8" if qdq else None)
+        self._quantised = bool(self.qdq_path) or own == "int8"
         model_sha = te.file_sha256(model_path)
-        cache_root = Path(extra.get("engine_cache") or (
-            Path(self.options.cache_dir) / "tensorrt" if self.options.cache_dir else default_cache_root()))
+        cache_root = self._cache_root(extra)
         calibration_path = Path(extra.get("calibration_cache") or cache_root / f"{model_sha[:24]}.calib")
+        self._calibration_table = calibration_path
         strong = te.strongly_typed(trt)
         build_path, source, calibrated = self._network_source(
-            trt, model_path, model_sha, first, precision, bool(qdq), strong, extra, cache_root)
-        if source != "model":
+            trt, model_path, model_sha, precision, qdq, strong, extra, cache_root)
+        if str(build_path) != str(model_path):
             network, _ = te.parse_onnx(trt, builder, logger, build_path)
             first = self._single_input(network, build_path)
-            qdq = qdq or source == "qdq"
         elif qdq:
             log.info("tensorrt: %s is quantised (Q/DQ nodes): its quantised layers run in INT8, the rest in %s",
                      model_path, "the model's float type" if strong else precision)
-        build_sha = te.file_sha256(build_path) if source != "model" else model_sha
+        build_sha = te.file_sha256(build_path) if str(build_path) != str(model_path) else model_sha
         workspace = extra.get("workspace_mb")
         settings = te.BuildSettings(
             precision=precision, profiles=profiles,
@@ -207,7 +298,7 @@ class TensorRTBackend(Backend):
 
         def identity():
             ident = te.engine_identity(model_sha, settings, str(trt.__version__), *gpu)
-            if source != "model":
+            if str(build_path) != str(model_path):
                 ident["onnx_sha256"] = build_sha
             if calibrated:
                 table = calibration_path.read_bytes() if calibration_path.exists() else b""
@@ -262,24 +353,29 @@ class TensorRTBackend(Backend):
                         model_path, batch_dim, max_batch)
         return ()
 
-    def _network_source(self, trt, model_path, model_sha, first, precision, qdq, strong, extra, cache_root):
+    def _network_source(self, trt, model_path, model_sha, precision, qdq, strong, extra, cache_root):
         """``(onnx path, BuildSettings.onnx, entropy-calibrated)``: what the network is built from.
 
-        Builder flags (TensorRT <= 10) take the model as it is, except int8 of a
-        float model with the default ``calibrator = "qdq"`` (its Q/DQ copy).
-        Strongly typed TensorRT (11) also needs an fp16 copy for ``fp16``.
+        ``model_path`` is already the calibrated Q/DQ copy when ``Backend.load``
+        made one (int8 of a float model, ``calibrator = "qdq"``). Otherwise builder
+        flags (TensorRT <= 10) take the model as it is, calibrating a float model
+        for int8 with the entropy calibrator; strongly typed TensorRT (11) builds
+        ``fp16`` from an fp16 copy.
         """
-        from backends import tensorrt_engine as te
-
-        if precision == "int8" and not qdq:
-            if extra.get("calibrator", "qdq") == "entropy":
-                if strong or not te.has_entropy_calibrator(trt):
-                    raise ConfigError(
-                        f"tensorrt option calibrator = \"entropy\": TensorRT {trt.__version__} has no INT8 "
-                        "calibrators (its networks are strongly typed); use calibrator = \"qdq\" (the default)")
-                return model_path, "model", True
-            return self._qdq_copy(trt, model_path, first, cache_root), "qdq", False
-        if precision == "fp16" and strong and not qdq:
+        if self.qdq_path:
+            return model_path, "qdq", False
+        if precision == "int8" and not self._quantised:
+            if self.qdq_int8:  # Backend.load found the model quantised, but TensorRT sees no Q/DQ layer
+                raise ModelError(f"TensorRT finds no Q/DQ layers in {model_path}, which quantises its activations "
+                                 "with other ops (QOperator format?): export it in the QDQ format, or give "
+                                 "the float model")
+            if qdq:
+                raise ConfigError(
+                    f"tensorrt option calibrator = \"entropy\" cannot calibrate {model_path}: it holds "
+                    "DequantizeLinear nodes (int8 weights), and TensorRT ignores a calibrator on a network with "
+                    "Q/DQ layers; use calibrator = \"qdq\" (the default)")
+            return model_path, "model", True
+        if precision == "fp16" and strong and not self._quantised:
             from backends import onnx_fp16
 
             return onnx_fp16.fp16_model(model_path, model_sha, cache_root / "onnx"), "fp16", False
@@ -292,20 +388,6 @@ class TensorRTBackend(Backend):
         if self.options.calibration is not None:
             return lambda: self.options.calibration(spec)
         return None
-
-    def _qdq_copy(self, trt, model_path, first, cache_root) -> Path:
-        """A Q/DQ copy of the float model, calibrated by ONNX Runtime (see backends/int8_calibration.py)."""
-        from backends import int8_calibration
-
-        spec = _calibration_spec(first, trt)
-        source = self._calibration_source(spec)
-        if source is None:
-            raise ConfigError(
-                f"int8 for {model_path} needs calibration data: the model has no Q/DQ nodes; run it with a "
-                "dataset (calibration_count samples are used), give calibration_batches, or use a Q/DQ model "
-                "or precision fp16/fp32")
-        root = Path(self.options.cache_dir) if self.options.cache_dir else cache_root
-        return Path(int8_calibration.qdq_model(model_path, spec, _LazyBatches(source), cache_root=root))
 
     def _build(self, trt, cuda, builder, network, settings, first, model_path, calibration_path) -> bytes:
         from backends import tensorrt_engine as te
@@ -502,5 +584,34 @@ class _LazyBatches:
 def _calibration_spec(tensor, trt) -> TensorSpec:
     """The per-sample input a calibration batch must hold (float, model layout)."""
     shape = tuple(int(d) for d in tensor.shape)[1:]
-    layout = "NCHW" if len(shape) == 3 and shape[0] == 3 else "NHWC" if len(shape) == 3 and shape[-1] == 3 else None
-    return TensorSpec(tensor.name, shape, trt.nptype(tensor.dtype), layout)
+    return TensorSpec(tensor.name, shape, trt.nptype(tensor.dtype), guess_layout(shape))
+
+
+def _check_dla(extra, precision: str) -> None:
+    if extra.get("dla_core") is not None and precision == "fp32":
+        raise ConfigError(f"tensorrt option dla_core={extra['dla_core']} needs precision fp16 or int8 "
+                          "(DLA cores have no FP32 kernels)")
+
+
+def _model_precision(model_path, default=None) -> str | None:
+    """``fp32``/``fp16``/``int8`` as :func:`backends.int8_calibration.model_precision` reads the
+    model (int8: activations quantised); ``default`` when it cannot be read here (no ``onnx``)."""
+    from backends import int8_calibration
+    from sut.errors import HarnessError
+
+    try:
+        return int8_calibration.model_precision(model_path)
+    except HarnessError:
+        return default
+
+
+def _qdq_copy_description(path: str) -> str:
+    """``Q/DQ copy calibrated on N samples`` from the copy's cache record (int8_calibration writes
+    ``<copy stem>.json`` beside it), or just the copy's path."""
+    import json
+
+    try:
+        count = json.loads(Path(path).with_suffix(".json").read_text())["calibration"]["count"]
+        return f"Q/DQ copy calibrated on {int(count)} samples: {path}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"Q/DQ copy {path}"

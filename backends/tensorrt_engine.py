@@ -163,28 +163,14 @@ class EngineCache:
 
 # --- model inspection ---------------------------------------------------------------
 
-QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
-
-
-def onnx_has_qdq(path: str | os.PathLike) -> bool | None:
-    """True if the ONNX graph holds Q/DQ nodes; None when the ``onnx`` package is absent."""
-    try:
-        import onnx
-    except ImportError:
-        return None
-    model = onnx.load(str(path), load_external_data=False)
-    graphs = [model.graph]
-    while graphs:
-        graph = graphs.pop()
-        for node in graph.node:
-            if node.op_type in QDQ_OPS:
-                return True
-            graphs.extend(attr.g for attr in node.attribute if attr.HasField("g"))
-    return False
-
-
 def network_has_qdq(trt, network) -> bool:
-    """Whether a parsed TensorRT network has QUANTIZE/DEQUANTIZE layers."""
+    """Whether a parsed TensorRT network has QUANTIZE/DEQUANTIZE layers (a weight-only
+    DequantizeLinear counts): what decides the ``INT8`` builder flag on 8.x-10.x.
+
+    Whether a model is *quantised* (runs int8 as it is, needs no calibration) is
+    another question, answered for every backend by
+    :func:`backends.int8_calibration.is_quantized` (activations quantised).
+    """
     kinds = {trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE}
     return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
 

@@ -102,8 +102,10 @@ def test_no_driver_with_real_cuda_python(monkeypatch, tmp_path, model):
 def test_bad_options(fakes, tmp_path, model):
     with pytest.raises(ConfigError, match="no option wokspace_mb; accepted: workspace_mb"):
         make(tmp_path, wokspace_mb=64).load(model)
-    with pytest.raises(ConfigError, match="unknown precision 'bf16'"):
+    with pytest.raises(ConfigError, match="cannot apply precision bf16 .*it can apply fp32, fp16, int8"):
         make(tmp_path, precision="bf16").load(model)
+    with pytest.raises(ConfigError, match="unknown precision 'fp8' for backend 'tensorrt'"):
+        make(tmp_path, precision="fp8").load(model)
     from backends.tensorrt import TensorRTBackend
     with pytest.raises(ConfigError, match="'npu:0' is not a GPU index"):
         TensorRTBackend(BackendOptions(device="npu:0")).load(model)
@@ -329,7 +331,7 @@ def test_int8_entropy_via_extra_and_explicit_table(fakes, tmp_path, model):
 
 
 def test_int8_without_calibration_is_a_config_error(fakes, tmp_path, model):
-    with pytest.raises(ConfigError, match="int8 for .*needs calibration data: the model has no Q/DQ nodes"):
+    with pytest.raises(ConfigError, match="precision int8 on the float model .*needs calibration samples"):
         make(tmp_path, precision="int8").load(model)
     with pytest.raises(ConfigError, match="int8 for .*needs calibration.*calibration_batches"):
         make(tmp_path, precision="int8", calibrator="entropy").load(model)
@@ -355,30 +357,96 @@ def test_int8_qdq_model_needs_no_calibrator(fakes, tmp_path):
     np.testing.assert_allclose(backend.predict(x), xq @ WEIGHTS, rtol=1e-5)
 
 
-def test_qdq_model_at_fp16_keeps_int8_flag(fakes, tmp_path):
-    trt_state, _ = fakes
-    make(tmp_path, precision="fp16").load(write_model(tmp_path / "qdq.onnx", qdq=True))
-    assert trt_state.builds[-1]["flags"] == {"FP16", "INT8"} and not trt_state.builds[-1]["calibrator"]
+def test_qdq_model_takes_int8_only(monkeypatch, tmp_path):
+    """Its Q/DQ layers run in INT8 whatever is asked, so fp32/fp16 are refused up front (before
+    TensorRT is even imported); unset, it runs as it is and says so."""
+    path = write_model(tmp_path / "qdq.onnx", qdq=True)
+    fake_tensorrt.install(monkeypatch, with_tensorrt=False)
+    for precision in ("fp32", "fp16"):
+        with pytest.raises(ConfigError, match=f"cannot apply precision {precision} to .*qdq.onnx: it can apply int8;"):
+            make(tmp_path).check_precision(precision, path)
+    trt_state, _ = fake_tensorrt.install(monkeypatch)
+    backend = make(tmp_path)
+    backend.load(path)
+    assert trt_state.builds[-1]["flags"] == {"INT8"} and not trt_state.builds[-1]["calibrator"]
+    assert backend.describe()["precision"] == "int8 (the model's Q/DQ nodes; BuilderFlag.INT8)"
     make(tmp_path).load(write_model(tmp_path / "plain.onnx"))
     assert trt_state.builds[-1]["flags"] == set()
 
 
-def test_qdq_detection(tmp_path, monkeypatch):
-    from backends import tensorrt_engine as te
+def test_quantised_from_network_layers_without_onnx(monkeypatch, tmp_path):
+    """Where the onnx package cannot read the model, a network with Q/DQ layers counts as quantised."""
+    from backends import int8_calibration
+    from sut.errors import BackendUnavailable
 
-    assert te.onnx_has_qdq(shared_path("models", "mobilenet", "mobilenet_v1_1.0_224_quant_qdq_nchw.onnx"))
-    assert te.onnx_has_qdq(write_model(tmp_path / "plain.onnx")) is False
-    monkeypatch.setitem(__import__("sys").modules, "onnx", None)
-    assert te.onnx_has_qdq(tmp_path / "plain.onnx") is None
-
-
-def test_qdq_detection_from_network_layers(monkeypatch, tmp_path):
-    """Without the onnx package, Q/DQ is found in the TensorRT network's layers."""
     trt_state, _ = fake_tensorrt.install(monkeypatch)
-    from backends import tensorrt_engine as te
-    monkeypatch.setattr(te, "onnx_has_qdq", lambda path: None)
-    make(tmp_path, precision="int8").load(write_model(tmp_path / "qdq.onnx", qdq=True))
+    path = write_model(tmp_path / "qdq.onnx", qdq=True)
+
+    def no_onnx(model_path):
+        raise BackendUnavailable("no onnx")
+
+    monkeypatch.setattr(int8_calibration, "_load_onnx", no_onnx)
+    backend = make(tmp_path)
+    backend.load(path)
     assert not trt_state.builds[-1]["calibrator"]
+    assert backend.applied_precision() == "int8 (the model's Q/DQ nodes; BuilderFlag.INT8)"
+
+
+def weight_only_model(path):
+    """y = x @ W with W stored as int8 behind a DequantizeLinear: a float model (activations not quantised)."""
+    q = np.round(WEIGHTS / 0.01).astype(np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["Wq", "s"], ["W"]), helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "weight_only", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor("Wq", TensorProto.INT8, (4, 3), q.ravel()),
+         helper.make_tensor("s", TensorProto.FLOAT, (), [0.01])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "11.4.0.106"])
+def test_weight_only_int8_model_is_float(monkeypatch, tmp_path, version):
+    """One definition of quantised (backends/int8_calibration.is_quantized): int8 weights behind a
+    DequantizeLinear do not make a model quantised, so int8 calibrates it (the Q/DQ copy); TensorRT 8-10
+    still gets the INT8 flag for its DequantizeLinear layer at fp32/fp16."""
+    from backends import int8_calibration
+
+    trt_state, _ = install_version(monkeypatch, version)
+    eleven = version.startswith("11.")
+    path = weight_only_model(tmp_path / "wo.onnx")
+    assert not int8_calibration.is_quantized(path)
+    assert make(tmp_path).supported_precisions(path) == ("fp32", "fp16", "int8")
+    rng = np.random.default_rng(6)
+    batches = [rng.uniform(-1, 1, (4, 4)).astype(np.float32) for _ in range(4)]
+    backend = make(tmp_path, precision="int8", calibration_batches=batches)
+    backend.load(path)
+    build = trt_state.builds[-1]
+    assert backend.qdq_path and backend.describe()["build"]["onnx"] == "qdq" and build["qdq"]
+    built = {n.op_type for n in onnx.load(backend.qdq_path).graph.node}
+    assert "QuantizeLinear" in built  # activations quantised now
+    assert backend.applied_precision().startswith("int8 (Q/DQ copy calibrated on 16 samples: ")
+    x = batches[0]
+    np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, atol=0.05)
+    backend.close()
+    backend = make(tmp_path, precision="fp32")
+    backend.load(path)
+    assert trt_state.builds[-1]["flags"] == (set() if eleven else {"INT8"})
+    assert backend.applied_precision() == ("fp32 (strongly typed)" if eleven else "fp32 (BuilderFlag.INT8)")
+    backend.close()
+    if eleven:
+        need_module("onnxconverter_common", "TensorRT 11's fp16 builds from an fp16 ONNX copy made with it")
+    backend = make(tmp_path, precision="fp16")
+    backend.load(path)  # 11: the fp16 copy keeps DequantizeLinear in float32 (fp16 scales need opset 19)
+    assert trt_state.builds[-1]["flags"] == (set() if eleven else {"FP16", "INT8"})
+    np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, atol=0.05)
+    backend.close()
+    if not eleven:
+        with pytest.raises(ConfigError, match='calibrator = "entropy" cannot calibrate .*wo.onnx: it holds '
+                                              'DequantizeLinear nodes'):
+            make(tmp_path, precision="int8", calibrator="entropy", calibration_batches=batches).load(path)
 
 
 def test_real_mobilenet_qdq_onnx(fakes, tmp_path):
@@ -566,6 +634,8 @@ def test_fp16_on_every_version(monkeypatch, tmp_path, model, version):
     described = backend.describe()["build"]
     assert described["strongly_typed"] is eleven and described["onnx"] == ("fp16" if eleven else "model")
     assert described["builder_flags"] == ([] if eleven else ["FP16"])
+    assert backend.describe()["precision"] == ("fp16 (fp16 ONNX copy; strongly typed)" if eleven
+                                               else "fp16 (BuilderFlag.FP16)")
     x = np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)
     np.testing.assert_allclose(backend.predict(x), x @ WEIGHTS, rtol=2e-3, atol=2e-3)
     backend.close()
@@ -591,6 +661,9 @@ def test_int8_of_a_float_model_builds_from_a_qdq_copy(monkeypatch, tmp_path, mod
     assert build["qdq"] and not build["calibrator"] and build["strongly_typed"] is eleven
     assert build["flags"] == (set() if eleven else {"FP16", "INT8"})
     assert backend.describe()["build"]["onnx"] == "qdq"
+    assert backend.describe()["precision"] == (
+        f"int8 (Q/DQ copy calibrated on 12 samples: {backend.qdq_path}; "
+        + ("strongly typed)" if eleven else "BuilderFlag.FP16+INT8)"))
     import onnx as onnx_module
 
     built = onnx_module.load(backend.describe()["built_from"])
@@ -617,33 +690,37 @@ def test_qdq_copy_uses_the_harness_calibration_and_cache_dir(fakes, tmp_path, mo
     assert list((tmp_path / "c" / "qdq").glob("*.qdq.onnx")) and trt_state.builds[-1]["qdq"]
 
 
-def test_qdq_copy_with_a_stub_module(fakes, tmp_path, model, monkeypatch):
-    """The interface with backends/int8_calibration.py: qdq_model(model_path, spec, batches, cache_root=)."""
-    import sys
-    import types
+def test_qdq_copy_comes_from_backend_load(fakes, tmp_path, model, monkeypatch):
+    """One int8 path for every ONNX backend: Backend.load asks backends/int8_calibration.for_backend
+    (with calibration_batches as BackendOptions.calibration, the copy kept beside the engines) and
+    TensorRT builds from what it returns."""
+    from backends import int8_calibration
 
     trt_state, _ = fakes
     calls = []
     qdq_path = write_model(tmp_path / "made.qdq.onnx", qdq=True)
 
-    def qdq_model(model_path, spec, batches, cache_root=None, settings=None):
-        calls.append((model_path, spec.name, spec.shape, [b.shape for b in batches], cache_root))
-        return qdq_path
+    def for_backend(model_path, options, cache_root):
+        spec = int8_calibration.input_spec(model_path)
+        calls.append((model_path, spec.name, spec.shape, [b.shape for b in options.calibration(spec)], cache_root))
+        return qdq_path, spec
 
-    import backends
-
-    stub = types.ModuleType("backends.int8_calibration")
-    stub.qdq_model = qdq_model
-    monkeypatch.setitem(sys.modules, "backends.int8_calibration", stub)
-    monkeypatch.setattr(backends, "int8_calibration", stub, raising=False)
+    monkeypatch.setattr(int8_calibration, "for_backend", for_backend)
     backend = make(tmp_path, precision="int8", calibration_batches=lambda: iter([np.ones((2, 4), np.float32)]))
     backend.load(model)
-    assert calls == [(model, "x", (4,), [(2, 4)], tmp_path / "engines")]
+    assert calls == [(model, "x", (4,), [(2, 4)], str(tmp_path / "engines"))]
     assert trt_state.builds[-1]["qdq"] and backend.describe()["built_from"] == qdq_path
+    assert backend.qdq_path == qdq_path and backend.describe()["precision"] == (
+        f"int8 (Q/DQ copy {qdq_path}; BuilderFlag.FP16+INT8)")
 
 
 def test_entropy_calibrator_refused_on_tensorrt_11(monkeypatch, tmp_path, model):
-    install_version(monkeypatch, "11.4.0.106")
+    trt_state, _ = install_version(monkeypatch, "11.4.0.106")
+    with pytest.raises(ConfigError, match='TensorRT 11.4.0.106 has no INT8 calibrators'):
+        make(tmp_path, calibrator="entropy").check_precision("int8", model)  # up front, as the harness asks
+    assert not trt_state.builds and not trt_state.parsed
+    # a Q/DQ model needs no calibrator: accepted
+    make(tmp_path, calibrator="entropy").check_precision("int8", write_model(tmp_path / "q.onnx", qdq=True))
     with pytest.raises(ConfigError, match='TensorRT 11.4.0.106 has no INT8 calibrators .*calibrator = "qdq"'):
         make(tmp_path, precision="int8", calibrator="entropy",
              calibration_batches=[np.ones((4, 4), np.float32)]).load(model)
@@ -652,14 +729,54 @@ def test_entropy_calibrator_refused_on_tensorrt_11(monkeypatch, tmp_path, model)
 def test_qdq_model_on_tensorrt_11_is_built_as_it_is(monkeypatch, tmp_path):
     trt_state, _ = install_version(monkeypatch, "11.4.0.106")
     path = write_model(tmp_path / "qdq.onnx", qdq=True)
-    for precision in ("fp32", "fp16", "int8"):
+    for precision in (None, "int8"):
         backend = make(tmp_path, precision=precision)
         backend.load(path)
         build = trt_state.builds[-1]
         assert build["qdq"] and build["strongly_typed"] and build["flags"] == set()
         assert backend.describe()["built_from"] == path
+        assert backend.describe()["precision"] == "int8 (the model's Q/DQ nodes; strongly typed)"
         backend.close()
-    assert len(trt_state.parsed) == 3  # no copy was parsed
+    assert len(trt_state.parsed) == 2  # no copy was parsed
+
+
+def test_refusals_come_before_any_run(monkeypatch, tmp_path, model):
+    """check_precision (called by the harness before the first run) refuses what load would:
+    dla_core with fp32, a missing fp16 converter on TensorRT 11, and a missing TensorRT."""
+    from backends import onnx_fp16
+    from sut.errors import BackendUnavailable as Unavailable
+
+    trt_state, _ = install_version(monkeypatch, "11.4.0.106")
+    with pytest.raises(ConfigError, match="dla_core=0 needs precision fp16 or int8"):
+        make(tmp_path, dla_core=0).check_precision("fp32", model)
+
+    def missing():
+        raise Unavailable("an fp16 ONNX model needs the 'onnxconverter-common' package")
+
+    monkeypatch.setattr(onnx_fp16, "converter_version", missing)
+    with pytest.raises(Unavailable, match="onnxconverter-common"):
+        make(tmp_path).check_precision("fp16", model)
+    assert not trt_state.parsed
+    install_version(monkeypatch, "10.3.0")
+    make(tmp_path).check_precision("fp16", model)  # builder flag: no converter needed
+    fake_tensorrt.install(monkeypatch, with_tensorrt=False)
+    with pytest.raises(Unavailable, match="pip install -e '.\\[tensorrt\\]'"):
+        make(tmp_path).check_precision("fp16", model)
+
+
+def test_applied_precision_names_entropy_and_dla(fakes, tmp_path, model):
+    batches = [np.ones((4, 4), np.float32)]
+    backend = make(tmp_path, precision="int8", calibrator="entropy", calibration_batches=batches)
+    assert backend.applied_precision() == "int8"  # before load: what was asked
+    backend.load(model)
+    (table,) = (tmp_path / "engines").glob("*.calib")
+    assert backend.applied_precision() == f"int8 (entropy calibrator, table {table}; BuilderFlag.FP16+INT8)"
+    backend = make(tmp_path, precision="fp16", dla_core=1)
+    backend.load(model)
+    assert backend.describe()["precision"] == "fp16 (BuilderFlag.FP16; DLA core 1 with GPU fallback)"
+    backend = make(tmp_path, precision="fp32")
+    backend.load(model)
+    assert backend.describe()["precision"] == "fp32 (no precision flags)"
 
 
 def test_tensorrt_too_old_is_one_line(monkeypatch, tmp_path, model):

@@ -36,7 +36,7 @@ from tests.conftest import need_module
 need_module("onnx", "the fake TensorRT parser reads ONNX with it")
 need_module("onnxruntime", "the fake TensorRT engine runs models with it")
 
-from tests.backends.test_tensorrt import write_model  # noqa: E402
+from tests.backends.test_tensorrt import weight_only_model, write_model  # noqa: E402
 
 #: the version the fake claims -> the real bindings it is checked against
 #: (no 8.4/8.5 bindings are on PyPI: the fake's 8.4, bindings API only, is checked against 8.6)
@@ -89,7 +89,11 @@ def _runs(models, batches, has_calibrator):
         ("fp16 fixed batch", dict(precision="fp16", max_batch_size=4), models["fixed"], None),
         ("fp16 no dynamic batch", dict(precision="fp16", dynamic_batch=False), models["plain"], None),
         ("int8 Q/DQ model", dict(precision="int8"), models["qdq"], None),
-        ("fp16 Q/DQ model", dict(precision="fp16"), models["qdq"], None),
+        ("Q/DQ model, precision unset", dict(), models["qdq"], None),
+        ("fp16 Q/DQ model (refused: its Q/DQ layers run INT8)", dict(precision="fp16"), models["qdq"], ConfigError),
+        ("fp16 weight-only int8 model", dict(precision="fp16"), models["weight_only"], None),
+        ("int8 weight-only int8 model (calibrated)", dict(precision="int8", calibration_batches=batches),
+         models["weight_only"], None),
         ("int8 float model (qdq calibrator)", dict(precision="int8", calibration_batches=batches),
          models["plain"], None),
         ("int8 float model (entropy calibrator)",
@@ -112,7 +116,8 @@ def _exercise(claim: str, tmp_path, monkeypatch) -> list[tuple[str, fake_tensorr
     except ImportError:
         monkeypatch.setattr(onnx_fp16, "fp16_model", _fp16_stand_in)
     models = {"plain": write_model(tmp_path / "plain.onnx"), "qdq": write_model(tmp_path / "qdq.onnx", qdq=True),
-              "fixed": write_model(tmp_path / "fixed.onnx", batch=4)}
+              "fixed": write_model(tmp_path / "fixed.onnx", batch=4),
+              "weight_only": weight_only_model(tmp_path / "weight_only.onnx")}
     rng = np.random.default_rng(0)
     batches = [rng.standard_normal((4, 4)).astype(np.float32) for _ in range(2)]
     has_calibrator = fake_tensorrt.version_tuple(claim) < (11, 0)
