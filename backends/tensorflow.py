@@ -27,23 +27,32 @@ Model kinds, by path:
   its placeholders and its unconsumed ops, or options ``inputs``/``outputs``
   (tensor names such as ``"input_1:0"``).
 
-Precision (``BackendOptions.precision``):
+Precision (``BackendOptions.precision``), refused up front (ConfigError from
+:meth:`TensorFlowBackend.check_precision`, which the harness calls before any
+run) where it would not be applied:
 
 * ``fp32`` / ``None``: the model as saved.
 * ``fp16``: Grappler's *auto mixed precision* graph rewrite: on an NVIDIA GPU
   (compute capability 7.0+), ops that are safe in float16 (convolutions,
   matmuls and their neighbours) run in float16 with float32 inputs and outputs
-  kept; the model file is unchanged. It does nothing on a CPU (a warning says
-  so). Scores may differ slightly from fp32.
-* ``int8``: only through TF-TRT (option ``tf_trt``) with calibration done by
-  TensorRT; otherwise a ConfigError.
+  kept; the model file is unchanged. It does nothing on a CPU, so without such
+  a GPU (or with ``device`` a CPU) fp16 is refused. Scores may differ slightly
+  from fp32. With ``tf_trt``: TF-TRT's FP16 mode.
+* ``int8``: only through TF-TRT (option ``tf_trt``, a SavedModel, a
+  TensorFlow built with TensorRT, a GPU), calibrated by TF-TRT on the
+  dataset's calibration samples (``BackendOptions.calibration``); otherwise
+  refused. For int8 on a CPU, convert the model to ONNX and use a backend
+  that runs a calibrated Q/DQ copy (onnxruntime, openvino).
+
+``describe()["precision"]`` says what was applied (:meth:`TensorFlowBackend.applied_precision`).
 
 Option ``tf_trt`` (SavedModel only) converts with TF-TRT
 (``TrtGraphConverterV2``, precision from ``precision``) into
 ``tf_trt_dir`` (default: a temporary directory) and runs the result. It needs
 a TensorFlow built with TensorRT (``tf.sysconfig.get_build_info()
-["is_tensorrt_build"]``); otherwise BackendUnavailable. TF-TRT and GPU memory
-growth are UNTESTED here (CPU-only TensorFlow).
+["is_tensorrt_build"]``); otherwise BackendUnavailable. TF-TRT, fp16 and GPU
+memory growth are UNTESTED on a GPU (CPU-only TensorFlow here; the TF-TRT
+calls are tested against a stand-in converter).
 
 GPU memory growth is switched on for every GPU, so several processes or
 instances can share one.
@@ -143,6 +152,15 @@ def _keras_version_error(tf, path: str) -> str | None:
             f"Keras {installed}, which cannot read it: {fix}")
 
 
+def _chosen_gpu(gpus, device: str):
+    """The physical GPU ``device`` (``GPU:1``, ``/device:GPU:1``) names, else the first."""
+    wanted = remove_prefix(device, "/DEVICE:")
+    for gpu in gpus:
+        if wanted and gpu.name.upper().endswith(wanted):
+            return gpu
+    return gpus[0]
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else ""
@@ -205,11 +223,57 @@ class _nullcontext:
 class TensorFlowBackend(Backend):
     name = "tensorflow"
     extra_name = "tensorflow"
+    #: each only where it is applied: see :meth:`check_precision`
+    precisions = PRECISIONS
 
     def __init__(self, options=None):
         super().__init__(options)
         self._runner = None
         self.loaded_with: str | None = None
+        self._applied: str | None = None  # set by load_impl: what this load applied
+
+    # --- precision -------------------------------------------------------------------
+    def check_precision(self, precision, model_path=None):
+        """ConfigError (before any run) for a precision this TensorFlow would not apply:
+        fp16 without an NVIDIA GPU of compute capability 7.0+ (auto mixed precision does
+        nothing on a CPU), int8 outside TF-TRT; BackendUnavailable without TensorFlow."""
+        super().check_precision(precision, model_path)
+        if precision in (None, "fp32"):
+            return
+        extra = self._extra()
+        reason = self._why_not(precision, extra, model_path)
+        if reason:
+            raise ConfigError(f"backend 'tensorflow' cannot apply precision {precision}: {reason}; "
+                              "choose fp32 or leave --precision unset")
+
+    def _why_not(self, precision: str, extra, model_path) -> str | None:
+        trt = bool(extra.get("tf_trt"))
+        if precision == "int8" and not trt:
+            return ("it runs int8 only through TF-TRT (backend option tf_trt = true, on a GPU); for int8 on a "
+                    "CPU convert the model to ONNX and use onnxruntime or openvino, which calibrate a Q/DQ copy")
+        if trt and model_path and not os.path.isdir(model_path):
+            return "TF-TRT (option tf_trt) converts SavedModel directories only"
+        tf = require_module("tensorflow", self.name, self.extra_name)
+        if trt and not tf.sysconfig.get_build_info().get("is_tensorrt_build"):
+            return (f"TF-TRT (option tf_trt) needs TensorFlow built with TensorRT, and TensorFlow {tf.__version__} "
+                    "here is not")
+        gpus = tf.config.list_physical_devices("GPU")
+        device = (self.options.device or "").upper()
+        if not gpus:
+            what = "TF-TRT" if trt else "auto mixed precision (a graph rewrite for NVIDIA GPUs)"
+            return f"TensorFlow {tf.__version__} sees no GPU, and {what} applies nothing on a CPU"
+        if "CPU" in device:
+            return f"device '{self.options.device}' is a CPU, where it applies nothing"
+        if precision == "fp16" and not trt:
+            gpu = _chosen_gpu(gpus, device)
+            capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+            if capability and tuple(capability) < (7, 0):
+                return (f"GPU {gpu.name} has compute capability {capability[0]}.{capability[1]}; auto mixed "
+                        "precision needs 7.0 or newer (it leaves the graph float32 on older GPUs)")
+        return None
+
+    def applied_precision(self) -> str:
+        return self._applied or super().applied_precision()
 
     # --- options -------------------------------------------------------------------
     def _extra(self) -> dict[str, Any]:
@@ -222,9 +286,6 @@ class TensorFlowBackend(Backend):
         precision = self.options.precision or "fp32"
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision '{precision}' for tensorflow; choose one of: {', '.join(PRECISIONS)}")
-        if precision == "int8" and not extra.get("tf_trt"):
-            raise ConfigError("tensorflow runs int8 only through TF-TRT (option tf_trt = true); "
-                              "choose fp32 or fp16, or give an already quantised model to another backend")
         return extra
 
     # --- load --------------------------------------------------------------------------
@@ -244,6 +305,11 @@ class TensorFlowBackend(Backend):
         tf = require_module("tensorflow", self.name, self.extra_name)
         self._tf = tf
         self._configure(tf)
+        precision = self.options.precision
+        self._applied = "fp32 (the model as saved)" if precision == "fp32" else None
+        if precision == "fp16":
+            self._applied = ("fp16 (Grappler auto mixed precision: float16 compute on "
+                             f"{', '.join(g.name for g in self._gpus)}, float32 inputs and outputs)")
         if extra.get("tf_trt"):
             if not is_dir:
                 raise ConfigError("tensorflow option tf_trt works on SavedModel directories only")
@@ -276,10 +342,7 @@ class TensorFlowBackend(Backend):
                 raise BackendUnavailable(f"tensorflow device '{self._device}' is not present; "
                                          f"this TensorFlow sees: {', '.join(names)}")
         self._gpus = tf.config.list_physical_devices("GPU")
-        fp16 = self.options.precision == "fp16"
-        if fp16 and not self._gpus:
-            log.warning("tensorflow: precision fp16 (auto mixed precision) acts on NVIDIA GPUs only; "
-                        "this run is float32 on the CPU")
+        fp16 = self.options.precision == "fp16" and not self.options.extra.get("tf_trt")
         # process-wide setting: set it both ways so an earlier fp16 load does not leak into this one
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision": fp16})
 
@@ -288,7 +351,7 @@ class TensorFlowBackend(Backend):
         config.gpu_options.allow_growth = True
         if self.options.threads:
             config.intra_op_parallelism_threads = self.options.threads
-        if self.options.precision == "fp16":
+        if self.options.precision == "fp16" and not self.options.extra.get("tf_trt"):
             from tensorflow.core.protobuf import rewriter_config_pb2
 
             config.graph_options.rewrite_options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
@@ -428,15 +491,45 @@ class TensorFlowBackend(Backend):
             raise BackendUnavailable("option tf_trt needs an NVIDIA GPU; TensorFlow sees none")
         from tensorflow.python.compiler.tensorrt import trt_convert as trt
 
+        precision = self.options.precision or "fp32"
         mode = {"fp32": trt.TrtPrecisionMode.FP32, "fp16": trt.TrtPrecisionMode.FP16,
-                "int8": trt.TrtPrecisionMode.INT8}[self.options.precision or "fp32"]
+                "int8": trt.TrtPrecisionMode.INT8}[precision]
+        calibration = self._tf_trt_calibration(tf, path, extra) if precision == "int8" else None
         out = extra.get("tf_trt_dir") or tempfile.mkdtemp(prefix="tf_trt_")
-        converter = trt.TrtGraphConverterV2(input_saved_model_dir=path, precision_mode=mode,
-                                            use_calibration=False)
-        converter.convert()
+        converter = trt.TrtGraphConverterV2(
+            input_saved_model_dir=path, input_saved_model_signature_key=extra.get("signature", "serving_default"),
+            precision_mode=mode, use_calibration=calibration is not None)
+        if calibration is not None:
+            converter.convert(calibration_input_fn=calibration)
+        else:
+            converter.convert()
         converter.save(out)
-        log.info("tensorflow: TF-TRT (%s) SavedModel written to %s", mode, out)
+        log.info("tensorflow: TF-TRT (%s) SavedModel written to %s", precision, out)
+        self._applied = f"{precision} (TF-TRT precision mode {precision.upper()}"
+        if calibration is not None:
+            self._applied += f", calibrated by TF-TRT on {calibration.samples} samples"
+        self._applied += ")"
         return out
+
+    def _tf_trt_calibration(self, tf, path, extra):
+        """TF-TRT's ``calibration_input_fn`` over the dataset's calibration samples made for the
+        SavedModel's input (read by loading it once); it counts the samples it yields."""
+        if self.options.calibration is None:
+            raise ConfigError(f"precision int8 with TF-TRT needs calibration samples for {path}: "
+                              "BackendOptions.calibration is unset (the harness sets it from the dataset)")
+        spec_in, spec_out = self._load_saved_model(tf, path, extra)
+        spec = self._model_info(spec_in, spec_out).input
+        self.close_impl()
+        batches = [np.ascontiguousarray(b, spec.dtype) for b in self.options.calibration(spec)]
+        if not batches:
+            raise ConfigError(f"precision int8 with TF-TRT got no calibration samples for {path}")
+
+        def calibration_input_fn():
+            for batch in batches:
+                yield (tf.constant(batch),)
+
+        calibration_input_fn.samples = sum(len(b) for b in batches)
+        return calibration_input_fn
 
     def _model_info(self, spec_in, spec_out) -> ModelInfo:
         in_name, in_shape, in_dtype = spec_in
@@ -485,7 +578,6 @@ class TensorFlowBackend(Backend):
     def describe(self):
         out = super().describe()
         out["loader"] = self.loaded_with
-        out["precision"] = self.options.precision or "fp32"
         if self.options.extra.get("tf_trt"):
             out["tf_trt"] = True
         return out

@@ -181,23 +181,42 @@ def test_keras_file_from_the_other_keras(tf, tmp_path):
     assert fix in message and "\n" not in message
 
 
-def test_fp16_on_cpu_runs_float32_with_a_warning(kws, caplog):
+def test_fp16_on_cpu_is_refused_up_front(kws):
+    """Auto mixed precision rewrites graphs for NVIDIA GPUs only: on this CPU-only TensorFlow fp16
+    would run float32, so it is refused (the harness asks check_precision before any run)."""
     _, _, path = kws
     backend = make(precision="fp16", extra={"loader": "tf1"})
-    with caplog.at_level("WARNING", logger="backends.tensorflow"):
+    with pytest.raises(ConfigError, match=r"cannot apply precision fp16: TensorFlow \S+ sees no GPU, and auto "
+                                          r"mixed precision .* applies nothing on a CPU; choose fp32") as exc:
+        backend.check_precision("fp16", str(path))
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match="cannot apply precision fp16"):
         backend.load(str(path))
-    assert "acts on NVIDIA GPUs only" in caplog.text
-    x = np.ones((1, 49, 10, 1), np.float32)
-    np.testing.assert_allclose(backend.predict(x), kws[0].predict(x), rtol=1e-6)
-    backend.close()
+    assert backend._runner is None
+
+
+def test_precision_recorded_is_what_ran(kws):
+    backend, _, path = kws
+    assert backend.describe()["precision"] == "the model's own"
+    fp32 = make(precision="fp32", extra={"loader": "tf1"})
+    fp32.load(str(path))
+    assert fp32.describe()["precision"] == "fp32 (the model as saved)"
+    fp32.close()
 
 
 def test_option_errors(tf, tmp_path):
     path = str(shared_path("models", "kws", "kws_ref_model"))
     with pytest.raises(ConfigError, match="no option tftrt; accepted: signature"):
         make(extra={"tftrt": True}).load(path)
-    with pytest.raises(ConfigError, match="int8 only through TF-TRT"):
+    with pytest.raises(ConfigError, match="int8 only through TF-TRT .*use onnxruntime or openvino"):
         make(precision="int8").load(path)
+    with pytest.raises(ConfigError, match="cannot apply precision int8: TF-TRT .* needs TensorFlow built with "
+                                          "TensorRT, and TensorFlow .* here is not"):
+        make(precision="int8", extra={"tf_trt": True}).check_precision("int8", path)
+    with pytest.raises(ConfigError, match="converts SavedModel directories only"):
+        make(extra={"tf_trt": True}).check_precision("int8", str(tmp_path / "m.keras"))
+    with pytest.raises(ConfigError, match="cannot apply precision bf16 .*it can apply fp32, fp16, int8"):
+        make().check_precision("bf16", path)
     with pytest.raises(ConfigError, match="loader='tf3'"):
         make(extra={"loader": "tf3"}).load(path)
     with pytest.raises(BackendUnavailable, match="option tf_trt needs TensorFlow built with TensorRT"):
@@ -222,3 +241,100 @@ def test_bad_frozen_graph(tf, tmp_path):
     pb.write_bytes(b"\xff\xff not a graph")
     with pytest.raises(ModelError, match="not a frozen TensorFlow GraphDef"):
         make().load(str(pb))
+
+
+# --- TF-TRT: the converter stands in for TensorRT on a GPU (neither exists here) --------------------
+
+class _StandInConverter:
+    """Takes TrtGraphConverterV2's arguments (checked against the real class below), runs the
+    calibration function as TF-TRT would, and saves the SavedModel unchanged."""
+
+    made: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.calibration = kwargs, []
+        _StandInConverter.made.append(self)
+
+    def convert(self, calibration_input_fn=None):
+        if calibration_input_fn is not None:
+            for inputs in calibration_input_fn():
+                assert isinstance(inputs, tuple) and len(inputs) == 1
+                self.calibration.append((tuple(inputs[0].shape), inputs[0].dtype.name))
+
+    def save(self, output_saved_model_dir):
+        import shutil
+
+        shutil.copytree(self.kwargs["input_saved_model_dir"], output_saved_model_dir, dirs_exist_ok=True)
+
+
+@pytest.fixture
+def tf_trt_stand_in(tf, monkeypatch):
+    """A TensorRT build of TensorFlow with one GPU of compute capability 8.0, as far as the backend asks."""
+    import inspect
+
+    from tensorflow.python.compiler import tensorrt as package
+    from tensorflow.python.compiler.tensorrt import trt_convert
+
+    real = trt_convert.TrtGraphConverterV2
+    ours = {"input_saved_model_dir", "input_saved_model_signature_key", "precision_mode", "use_calibration"}
+    assert ours <= set(inspect.signature(real.__init__).parameters)
+    assert "calibration_input_fn" in inspect.signature(real.convert).parameters
+    stand_in = type("trt_convert", (), {"TrtGraphConverterV2": _StandInConverter,
+                                        "TrtPrecisionMode": trt_convert.TrtPrecisionMode})
+    monkeypatch.setattr(package, "trt_convert", stand_in)
+    gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    physical = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: [gpu] if kind == "GPU" else physical(kind))
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda d: {"compute_capability": (8, 0)})
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda d, on: None)
+    build = dict(tf.sysconfig.get_build_info(), is_tensorrt_build=True)
+    monkeypatch.setattr(tf.sysconfig, "get_build_info", lambda: build)
+    _StandInConverter.made = []
+    return _StandInConverter.made
+
+
+def test_tf_trt_int8_calibrates_on_the_harness_samples(kws, tf_trt_stand_in, tmp_path):
+    reference, _, path = kws
+    asked = []
+
+    def calibration(spec):
+        asked.append(spec)
+        return [np.full((3, *spec.shape), 0.5, spec.dtype), np.zeros((2, *spec.shape), spec.dtype)]
+
+    backend = make(precision="int8", calibration=calibration,
+                   extra={"tf_trt": True, "tf_trt_dir": str(tmp_path / "trt"), "loader": "tf1"})
+    backend.check_precision("int8", str(path))
+    backend.load(str(path))
+    (converter,) = tf_trt_stand_in
+    assert converter.kwargs == {"input_saved_model_dir": str(path), "precision_mode": "INT8", "use_calibration": True,
+                                "input_saved_model_signature_key": "serving_default"}
+    assert [(s.shape, s.dtype) for s in asked] == [((49, 10, 1), np.dtype(np.float32))]
+    assert converter.calibration == [((3, 49, 10, 1), "float32"), ((2, 49, 10, 1), "float32")]
+    assert backend.describe()["precision"] == "int8 (TF-TRT precision mode INT8, calibrated by TF-TRT on 5 samples)"
+    x = np.ones((1, 49, 10, 1), np.float32)
+    np.testing.assert_allclose(backend.predict(x), reference.predict(x), rtol=1e-6)  # the stand-in changes nothing
+    backend.close()
+
+
+def test_tf_trt_fp16_and_missing_calibration(kws, tf_trt_stand_in, tmp_path):
+    _, _, path = kws
+    backend = make(precision="fp16", extra={"tf_trt": True, "tf_trt_dir": str(tmp_path / "trt"), "loader": "tf1"})
+    backend.check_precision("fp16", str(path))
+    backend.load(str(path))
+    kwargs = tf_trt_stand_in[-1].kwargs
+    assert kwargs["precision_mode"] == "FP16" and not kwargs["use_calibration"]
+    assert backend.describe()["precision"] == "fp16 (TF-TRT precision mode FP16)"
+    backend.close()
+    with pytest.raises(ConfigError, match="int8 with TF-TRT needs calibration samples"):
+        make(precision="int8", extra={"tf_trt": True, "loader": "tf1"}).load(str(path))
+    with pytest.raises(ConfigError, match="device 'CPU:0' is a CPU"):
+        make(precision="fp16", device="CPU:0").check_precision("fp16", str(path))
+
+
+def test_fp16_needs_compute_capability_7(kws, tf_trt_stand_in, monkeypatch, tf):
+    _, _, path = kws
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda d: {"compute_capability": (6, 1)})
+    with pytest.raises(ConfigError, match="GPU /physical_device:GPU:0 has compute capability 6.1; auto mixed "
+                                          "precision needs 7.0"):
+        make(precision="fp16").check_precision("fp16", str(path))
