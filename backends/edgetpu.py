@@ -115,6 +115,9 @@ class EdgeTPUBackend(LiteRTBackend):
     def _open_delegate(self, device: str | None):
         options = {"device": device} if device else {}
         try:
+            # a library that cannot load fails here: given to load_delegate, it leaves a
+            # half-built Delegate whose __del__ prints a traceback (every LiteRT/tflite-runtime)
+            load_library(self.library)
             return self._runtime.load_delegate(self.library, options)
         except (OSError, ValueError) as exc:
             reason = " ".join(str(exc).split())
@@ -123,6 +126,11 @@ class EdgeTPUBackend(LiteRTBackend):
                 f"{reason}. Install the Edge TPU runtime (libedgetpu1-std or libedgetpu1-max from "
                 f"Coral's package repository), plug in / check the TPU, or set "
                 f"backend_options.delegate_library to the library's path") from exc
+
+
+def load_library(library: str) -> ctypes.CDLL:
+    """Load the Edge TPU runtime library (OSError when it cannot be)."""
+    return ctypes.CDLL(library)
 
 
 def default_library(system: str | None = None) -> str:

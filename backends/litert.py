@@ -12,7 +12,12 @@ Subclasses (the Edge TPU backend) change how interpreters are made through
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import re
+import sys
+from importlib import metadata
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,26 +27,82 @@ from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelErr
 
 log = logging.getLogger(__name__)
 
-# (interpreter module, runtime name used in version())
-RUNTIMES = (("ai_edge_litert", "litert"), ("tflite_runtime", "tflite-runtime"))
+
+class Runtime(NamedTuple):
+    """One package that provides LiteRT's ``interpreter`` module."""
+
+    package: str                 # the module to import
+    label: str                   # its name in version()
+    pip_name: str                # its name on PyPI
+    floor: tuple[int, int]       # the oldest version this backend runs on
+    numpy1_only: bool            # built against NumPy 1.x (cannot import under NumPy 2)
+
+
+# tried in this order; tflite-runtime (2.5-2.14) is what Python 3.8 and Coral-era boards have
+RUNTIMES = (
+    Runtime("ai_edge_litert", "litert", "ai-edge-litert", (1, 0), False),
+    Runtime("tflite_runtime", "tflite-runtime", "tflite-runtime", (2, 5), True),
+)
 
 
 def import_runtime(backend: str, extra: str | None):
-    """Return ``(interpreter module, "runtime version")``, or raise BackendUnavailable."""
+    """Return ``(interpreter module, "runtime version")``, or raise BackendUnavailable.
+
+    Every difference between the LiteRT packages and their versions that this
+    backend cares about is decided here, by what the installed package has.
+    """
     errors = []
-    for package, label in RUNTIMES:
-        try:
-            module = importlib.import_module(f"{package}.interpreter")
-        except ImportError as exc:
-            errors.append(f"{package}: {exc}")
+    for runtime in RUNTIMES:
+        if not _present(runtime.package):
+            errors.append(f"{runtime.package}: not installed")
             continue
-        version = getattr(importlib.import_module(package), "__version__", "unknown")
-        return module, f"{label} {version}"
+        _check_numpy(backend, runtime)
+        try:
+            module = importlib.import_module(f"{runtime.package}.interpreter")
+        except ImportError as exc:
+            errors.append(f"{runtime.package}: {' '.join(str(exc).split())}")
+            continue
+        version = str(getattr(importlib.import_module(runtime.package), "__version__", "unknown"))
+        _check_floor(backend, runtime, version)
+        return module, f"{runtime.label} {version}"
     hint = f"pip install -e '.[{extra}]'" if extra else "pip install ai-edge-litert"
     raise BackendUnavailable(
         f"backend '{backend}' needs the Python module 'ai_edge_litert' (or the older "
         f"'tflite_runtime'), and neither is installed ({'; '.join(errors)}); {hint}"
-    )
+        + (" (on Python 3.8 that is tflite-runtime: ai-edge-litert has no Python 3.8 wheel)"
+           if sys.version_info < (3, 9) else ""))
+
+
+def _present(package: str) -> bool:
+    """Whether ``package`` can be imported, without importing it."""
+    if package in sys.modules:
+        return sys.modules[package] is not None
+    return importlib.util.find_spec(package) is not None
+
+
+def _check_numpy(backend: str, runtime: Runtime) -> None:
+    """tflite-runtime imported under NumPy 2 prints a traceback and fails: say it in one line instead."""
+    if runtime.numpy1_only and int(np.__version__.split(".")[0]) >= 2:
+        raise BackendUnavailable(
+            f"backend '{backend}': {runtime.pip_name} {_installed_version(runtime)} is built for NumPy 1.x "
+            f"and cannot run with NumPy {np.__version__}; pip install 'numpy<2' "
+            f"(or ai-edge-litert instead, which supports NumPy 2, on Python 3.9+)")
+
+
+def _check_floor(backend: str, runtime: Runtime, version: str) -> None:
+    parts = re.match(r"(\d+)\.(\d+)", version)
+    if parts and (int(parts.group(1)), int(parts.group(2))) < runtime.floor:
+        floor = ".".join(map(str, runtime.floor))
+        raise BackendUnavailable(
+            f"backend '{backend}' needs {runtime.pip_name} {floor} or newer, and {version} is installed; "
+            f"pip install -U '{runtime.pip_name}>={floor}'")
+
+
+def _installed_version(runtime: Runtime) -> str:
+    try:
+        return metadata.version(runtime.pip_name)
+    except metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
 class _Runner:

@@ -92,11 +92,18 @@ def normalised_signal(clips, length: int = CLIP_SAMPLES) -> np.ndarray:
 
 def mfcc_from_signal(signal: np.ndarray) -> np.ndarray:
     """Normalised float32 signal ``(batch, 16000)`` -> MFCCs ``(batch, 49, 10)``."""
-    frames = np.lib.stride_tricks.sliding_window_view(signal, FRAME_LENGTH, axis=1)[:, ::FRAME_STEP]
-    spectrum = np.abs(np.fft.rfft(frames * hann_window(), n=FFT_LENGTH, axis=-1))
+    frames = signal[:, _frame_indices()]  # (batch, 49, 480); sliding_window_view needs NumPy 1.20
+    # NumPy 1.x computes every FFT in float64 (2.x keeps float32): round back to float32 here
+    spectrum = np.abs(np.fft.rfft(frames * hann_window(), n=FFT_LENGTH, axis=-1)).astype(_F32, copy=False)
     mel = spectrum @ mel_weight_matrix()
     log_mel = np.log(mel + _F32(LOG_OFFSET))
     return log_mel @ dct_matrix()
+
+
+@functools.lru_cache(maxsize=None)
+def _frame_indices() -> np.ndarray:
+    """Sample indices of every frame: (49, 480)."""
+    return np.arange(NUM_FRAMES)[:, None] * FRAME_STEP + np.arange(FRAME_LENGTH)[None, :]
 
 
 @functools.lru_cache(maxsize=None)

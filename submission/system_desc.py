@@ -22,7 +22,7 @@ import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List, Optional
 
 from sut.errors import ConfigError
 
@@ -62,7 +62,7 @@ SOFTWARE_PACKAGES = ("mlcommons-loadgen", "numpy", "ai-edge-litert", "tflite-run
                      "onnxruntime", "openvino", "tensorrt", "pycoral")
 NA = "N/A"
 
-Runner = Callable[[list[str]], "str | None"]
+Runner = Callable[[List[str]], Optional[str]]  # evaluated at run time: typing generics for Python 3.8
 
 
 def run_command(argv: list[str], timeout: float = 10.0) -> str | None:

@@ -85,8 +85,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--system-desc", help="JSON file completing the detected system description")
     sub.add_argument("--scenarios", help="comma list of scenarios for --submission (default: what the "
                      "division requires)")
-    sub.add_argument("--compliance", action=argparse.BooleanOptionalAction, default=None,
+    # --compliance / --no-compliance (argparse.BooleanOptionalAction is Python 3.9+)
+    sub.add_argument("--compliance", action="store_true", default=None,
                      help="run TEST01/TEST04 (default: on in closed, off in open)")
+    sub.add_argument("--no-compliance", action="store_false", dest="compliance", help="skip TEST01/TEST04")
     sub.add_argument("--check-submission", metavar="DIR", help="check a submission tree and list every problem")
     out = p.add_argument_group("output")
     out.add_argument("--output", help="results root (default: results)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends import tflite_model
+from backends import edgetpu, tflite_model
 
 
 class FakeDelegate:
@@ -30,6 +30,7 @@ class Recorder:
         self.delegates: list[FakeDelegate] = []
         self.interpreters: list[FakeInterpreter] = []
         monkeypatch.setattr(runtime, "load_delegate", self.load_delegate)
+        monkeypatch.setattr(edgetpu, "load_library", lambda library: None)  # the library is "installed"
         monkeypatch.setattr(runtime, "Interpreter", self.make_interpreter)
 
     def load_delegate(self, library, options=None):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import backends
+from backends import litert
 from backends.base import BackendOptions
 from backends.litert import LiteRTBackend
 from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelError
@@ -237,11 +238,45 @@ def test_missing_runtime_is_backend_unavailable(monkeypatch):
         backends.create("litert")
 
 
-def test_falls_back_to_tflite_runtime(runtime, monkeypatch):
-    """With only tflite_runtime present (here: the same interpreter under that name)."""
+def only_tflite_runtime(monkeypatch, version, interpreter):
+    """Make ``tflite_runtime`` (at ``version``, with ``interpreter``) the only LiteRT package present."""
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    monkeypatch.setitem(sys.modules, "tflite_runtime", types.SimpleNamespace(__version__="2.14.0"))
-    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", runtime)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", types.SimpleNamespace(__version__=version))
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", interpreter)
+
+
+def test_falls_back_to_tflite_runtime(runtime, monkeypatch):
+    """With only tflite_runtime present (here: the same interpreter under that name; the real
+    tflite-runtime runs in the CI jobs .ci/compat/py38.sh and py39-tflite-runtime.sh)."""
+    only_tflite_runtime(monkeypatch, "2.14.0", runtime)
+    monkeypatch.setattr(litert, "RUNTIMES", tuple(r._replace(numpy1_only=False) for r in litert.RUNTIMES))
     with load(model("kws", "kws_ref_model.tflite")) as backend:
         assert backend.version() == "tflite-runtime 2.14.0"
         assert backend.predict(random_batch(backend.info.input, 1), 0).shape == (1, 12)
+
+
+def test_runtime_below_its_floor_is_one_line_exit_5(runtime, monkeypatch):
+    only_tflite_runtime(monkeypatch, "2.4.1", runtime)
+    monkeypatch.setattr(litert.np, "__version__", "1.26.4")
+    with pytest.raises(BackendUnavailable, match=r"^backend 'litert' needs tflite-runtime 2\.5 or newer, and "
+                                                 r"2\.4\.1 is installed; pip install -U 'tflite-runtime>=2\.5'$") as err:
+        backends.create("litert")
+    assert err.value.exit_code == 5
+
+
+def test_tflite_runtime_under_numpy_2_is_one_line(runtime, monkeypatch):
+    """tflite-runtime wheels are NumPy 1.x builds: importing one under NumPy 2 prints a traceback."""
+    only_tflite_runtime(monkeypatch, "2.14.0", runtime)
+    monkeypatch.setattr(litert.np, "__version__", "2.0.2")
+    with pytest.raises(BackendUnavailable, match=r"tflite-runtime .* is built for NumPy 1\.x and cannot run with "
+                                                 r"NumPy 2\.0\.2; pip install 'numpy<2'"):
+        backends.create("litert")
+
+
+def test_real_runtime_is_named_in_version(runtime):
+    """Whichever LiteRT package is installed (ai-edge-litert, or tflite-runtime on Python 3.8), for real."""
+    _, version = litert.import_runtime("litert", "litert")
+    label, number = version.split(" ")
+    expected = "litert" if litert._present("ai_edge_litert") else "tflite-runtime"
+    assert label == expected and number[0].isdigit()

@@ -40,8 +40,8 @@ def test_custom_ops_agree_with_generated_schema(parts):
 
 @pytest.mark.parametrize("parts", [p for p in TFLITE_FILES if "_edgetpu" not in p[1]],
                          ids=[i for i in IDS if "_edgetpu" not in i])
-def test_io_tensors_agree_with_interpreter(parts):
-    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+def test_io_tensors_agree_with_interpreter(parts, runtime):
+    interpreter_module = runtime  # ai_edge_litert's, or tflite_runtime's where only that is installed
     path = str(shared_path("models", *parts))
     interpreter = interpreter_module.Interpreter(model_path=path)
     inputs, outputs = tflite_model.io_tensors(path)
