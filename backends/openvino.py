@@ -82,7 +82,25 @@ class OpenVINOBackend(Backend):
     extra_name = "openvino"
     #: INFERENCE_PRECISION_HINT f32/f16; int8: a float ONNX model runs as its calibrated Q/DQ copy
     precisions = ("fp32", "fp16", "bf16")
-    qdq_int8 = True
+
+    @property
+    def qdq_int8(self) -> bool:
+        """Not on 2021.4 (IECore), which cannot read the Q/DQ copy (see backends/openvino_legacy.py)."""
+        return not _legacy_installed()
+
+    def supported_precisions(self, model_path=None):
+        if _legacy_installed():
+            from backends.openvino_legacy import OpenVINOLegacyBackend
+
+            return OpenVINOLegacyBackend(self.options).supported_precisions(model_path)
+        return super().supported_precisions(model_path)
+
+    def check_precision(self, precision, model_path=None):
+        if _legacy_installed():  # 2021.4's own rules and reasons
+            from backends.openvino_legacy import OpenVINOLegacyBackend
+
+            return OpenVINOLegacyBackend(self.options).check_precision(precision, model_path)
+        return super().check_precision(precision, model_path)
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -167,7 +185,7 @@ class OpenVINOBackend(Backend):
 
     def describe(self):
         if self._legacy is not None:
-            return self._legacy.describe()
+            return {**self._legacy.describe(), "precision": self.applied_precision()}
         out = super().describe()
         out.update({"device": self._device, "performance_hint": self._hint,
                     "infer_requests": len(self._requests)})
@@ -175,10 +193,17 @@ class OpenVINOBackend(Backend):
             out["compiled"] = compiled_properties(self._compiled)
         return out
 
+    def applied_precision(self):
+        if self._legacy is not None and not self.qdq_path:
+            return self._legacy.applied_precision()
+        return super().applied_precision()
+
     def runtime_precision(self):
         """The compiled model's INFERENCE_PRECISION_HINT and the precisions its
         convolution/matmul layers run in (the runtime model's ``runtimePrecision``)."""
-        if self._legacy is not None or self._compiled is None:
+        if self._legacy is not None:
+            return self._legacy.runtime_precision()
+        if self._compiled is None:
             return None
         hint = compiled_properties(self._compiled).get("INFERENCE_PRECISION_HINT", "?")
         counts: dict = {}
@@ -348,6 +373,16 @@ def api_module():
             f"the installed 'openvino' package has neither openvino.Core, openvino.runtime.Core nor "
             f"openvino.inference_engine ({exc}); pip install -e '.[openvino]'") from exc
     return None
+
+
+def _legacy_installed() -> bool:
+    """Whether the installed OpenVINO is the 2021.4 IECore API (False when none is installed)."""
+    from sut.errors import HarnessError
+
+    try:
+        return installed_api() == "legacy"
+    except HarnessError:
+        return False
 
 
 def installed_runtime() -> Runtime | None:

@@ -18,6 +18,18 @@ the installed ``openvino`` has ``openvino.inference_engine`` but no
 * ``instances``: that many infer requests (0 -> the device's optimal number,
   ``load_network(num_requests=0)``); predict runs request ``instance``
   synchronously.
+* Precision (:meth:`OpenVINOLegacyBackend.check_precision`, asked by the
+  harness before any run): MYRIAD/HDDL compute in FP16 only, so they take
+  ``fp16`` alone; the CPU takes ``fp32`` (its plugin refuses FP16 input) and
+  ``int8`` of a model that is already quantised (ONNX Q/DQ, an IR with
+  FakeQuantize layers). ``int8`` of a float ONNX model is refused: 2021.4's
+  ONNX importer rejects the Q/DQ copy that :mod:`backends.int8_calibration`
+  makes (a per-tensor ``DequantizeLinear`` of a 1-D bias fails its axis
+  check: "Parameter axis 1 out of the tensor rank range [-1, 0]"), so the
+  OpenVINO backend does not swap one in here. ``bf16`` is not applied by
+  this API. ``describe()["precision"]`` adds what the executable graph says
+  its convolution/matmul layers run in (on a CPU without VNNI the Q/DQ
+  MobileNet's convolutions run in FP32 on 2021.4.2).
 
 Tested for real on the CPU with ``openvino==2021.4.2`` on Python 3.9
 (``.ci/compat/openvino-2021.4.sh``); MYRIAD is tested with the runtime module
@@ -45,6 +57,7 @@ PRECISIONS = {"FP32": np.float32, "FP16": np.float16, "U8": np.uint8, "I8": np.i
 class OpenVINOLegacyBackend(Backend):
     name = "openvino"
     extra_name = "openvino"
+    precisions = ("fp32", "fp16", "int8")
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -54,6 +67,60 @@ class OpenVINOLegacyBackend(Backend):
         self._output_shape: tuple[int, ...] = ()
         self._device = "CPU"
         self._ie = None
+
+    def supported_precisions(self, model_path=None):
+        """fp16 alone on MYRIAD/HDDL; no fp16 where the CPU is one of the devices."""
+        names = [n.split(".")[0].upper() for n in device_names(self.options.device or "CPU")]
+        if all(n in FP16_DEVICES for n in names):
+            return ("fp16",)
+        return tuple(p for p in self.precisions if not (p == "fp16" and "CPU" in names))
+
+    def check_precision(self, precision, model_path=None):
+        """Backend.check_precision with this API's reasons: the CPU plugin refuses FP16 input,
+        the NCS2 computes in FP16 only, int8 needs a model that is already quantised."""
+        from sut.errors import ConfigError
+
+        names = [n.split(".")[0].upper() for n in device_names(self.options.device or "CPU")]
+        if precision == "fp16" and "CPU" in names:
+            raise ConfigError(f"OpenVINO 2021.4's CPU plugin refuses fp16 input (device '{self._device_name()}'): "
+                              "use precision fp32 on the CPU, fp16 on MYRIAD or GPU")
+        if precision not in (None, "fp16") and all(n in FP16_DEVICES for n in names):
+            raise ConfigError(f"device '{self._device_name()}' (the NCS2) computes in FP16 only: use precision "
+                              f"fp16 or leave it unset, not {precision}")
+        super().check_precision(precision, model_path)
+        if precision == "int8" and model_path:
+            reason = _not_quantised(model_path)
+            if reason:
+                raise ConfigError(f"OpenVINO 2021.4 cannot apply precision int8 to {model_path}: {reason}")
+
+    def _device_name(self) -> str:
+        return self.options.device or "CPU"
+
+    def applied_precision(self) -> str:
+        asked = self.options.precision
+        head = ("int8 (the model's own quantisation)" if asked == "int8" else asked) or "the model's own"
+        runtime = self.runtime_precision()
+        return f"{head}; {runtime}" if runtime else head
+
+    def runtime_precision(self):
+        """What 2021.4's executable graph says its convolution/matmul layers run in; None if it cannot say."""
+        if self._exec_net is None:
+            return None
+        try:
+            import ngraph
+
+            function = ngraph.function_from_cnn(self._exec_net.get_exec_graph_info())
+            counts: dict = {}
+            for op in function.get_ordered_ops():
+                info = op.get_rt_info()
+                kind, precision = str(info["layerType"].get()), str(info["runtimePrecision"].get())
+                if kind in ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"):
+                    counts[precision] = counts.get(precision, 0) + 1
+        except Exception:  # noqa: BLE001 - a plugin without an executable graph, or no ngraph module
+            return None
+        if not counts:
+            return None
+        return "conv/matmul layers: " + ", ".join(f"{n} in {p}" for p, n in sorted(counts.items()))
 
     def load_impl(self, model_path):
         from sut.errors import BackendUnavailable, ModelError
@@ -157,6 +224,35 @@ class OpenVINOLegacyBackend(Backend):
             except Exception:  # not every plugin reports it
                 pass
         return out
+
+
+def _not_quantised(model_path: str) -> str | None:
+    """Why ``model_path`` cannot run int8 here (it is float), or None when it is quantised."""
+    if model_path.lower().endswith(".xml"):
+        try:
+            with open(model_path, encoding="utf-8", errors="replace") as f:
+                quantised = 'type="FakeQuantize"' in f.read()
+        except OSError:
+            return None  # load reports a missing file
+        return None if quantised else ("the IR has no FakeQuantize layers, and this API runs int8 only from a "
+                                       "model quantised beforehand (e.g. with the Post-training Optimization Tool)")
+    if not model_path.lower().endswith(".onnx"):
+        return None
+    from backends import int8_calibration
+    from sut.errors import BackendUnavailable, ModelError
+
+    try:
+        own = int8_calibration.model_precision(model_path)
+    except BackendUnavailable:
+        return ("whether the model is quantised is read with the 'onnx' module, which is not installed "
+                "(pip install onnx)")
+    except ModelError:
+        return None  # load reports an unreadable model
+    if own == "int8":
+        return None
+    return ("it is a float model, and 2021.4's ONNX importer rejects the Q/DQ copy int8 calibration makes of it "
+            "(a per-tensor DequantizeLinear of a 1-D bias fails its axis check); use OpenVINO 2022.3 or newer, "
+            "or the onnxruntime backend, or a quantised model")
 
 
 def weights_path(model_path: str) -> str:

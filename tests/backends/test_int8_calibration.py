@@ -132,6 +132,23 @@ def test_weight_only_int8_model_counts_as_float(tmp_path):
     assert "QuantizeLinear" in op_types(ic.qdq_model(model, SPEC, batches(), tmp_path))
 
 
+def test_weight_only_int8_model_is_calibrated_by_every_onnx_backend(tmp_path):
+    """int8 of a weight-only model goes to calibration (Backend.load's Q/DQ copy), and the copy
+    keeps the model's answers: ONNX Runtime here; TensorRT in test_tensorrt.py."""
+    import onnxruntime as ort
+
+    from backends.onnxrt import OnnxRuntimeBackend
+
+    model = tiny_cnn(tmp_path / "weights_int8.onnx", weight_only_int8=True)
+    options = BackendOptions(precision="int8", cache_dir=str(tmp_path), calibration=lambda spec: batches(n=16))
+    x = batches(n=1, size=8, seed=5)[0]
+    want = ort.InferenceSession(model).run(None, {"x": x})[0]
+    with OnnxRuntimeBackend(options) as backend:
+        backend.load(model)
+        assert backend.qdq_path and "QuantizeLinear" in op_types(backend.qdq_path)
+        np.testing.assert_allclose(backend.predict(x), want, atol=0.05 * np.abs(want).max())
+
+
 def test_fixed_batch_model_gets_batches_of_its_size(tmp_path):
     model = tiny_cnn(tmp_path / "fixed.onnx", batch=1)
     from onnxruntime import quantization
@@ -279,6 +296,34 @@ def test_openvino_int8_runs_the_same_copy_in_int8(tmp_path):
     tflite = str(shared_path("models", "kws", "kws_ref_model_float32.tflite"))
     with pytest.raises(ConfigError, match="int8 needs an ONNX model"):
         OpenVINOBackend(BackendOptions(precision="int8")).check_precision("int8", tflite)
+
+
+def _openvino_2021_4_python():
+    """The python of the cached OpenVINO 2021.4.2 venv that .ci/compat/openvino-2021.4.sh builds, if any."""
+    import glob
+    import os
+
+    cache = os.environ.get("MLPERF_EDGE_CI_CACHE") or os.path.expanduser("~/.cache/mlperf-edge-ci")
+    found = sorted(glob.glob(os.path.join(cache, "venv-openvino-2021.4-*", "bin", "python")))
+    return found[-1] if found else None
+
+
+def test_openvino_2021_4_rejects_the_qdq_copy(tmp_path):
+    """Why the OpenVINO backend refuses int8 of a float ONNX model on 2021.4 (backends/openvino_legacy.py):
+    its ONNX importer rejects the copy, for real (in the CI job's cached 2021.4.2 venv, Python 3.9)."""
+    python = _openvino_2021_4_python()
+    if python is None:
+        pytest.skip("no cached OpenVINO 2021.4 venv (bash .ci/compat/openvino-2021.4.sh builds one; "
+                    "MLPERF_EDGE_CI_CACHE says where)")
+    qdq = ic.qdq_model(tiny_cnn(tmp_path / "cnn.onnx", batch=1), SPEC, [b[:1] for b in batches()], tmp_path)
+    script = ("import sys\nfrom openvino.inference_engine import IECore, get_version\nprint(get_version())\n"
+              "try:\n    IECore().read_network(model=sys.argv[1])\nexcept Exception as exc:\n"
+              "    print(str(exc).strip().splitlines()[-1])\nelse:\n    print('read')\n")
+    proc = subprocess.run([python, "-c", script, str(qdq)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    version, outcome = proc.stdout.strip().splitlines()[-2:]
+    assert version.startswith("2021.4.2-")
+    assert "DequantizeLinear Parameter axis 1 out of the tensor rank range [-1, 0]" in outcome, outcome
 
 
 # --- keyword spotting, end to end ------------------------------------------------------------

@@ -11,6 +11,7 @@ MYRIAD tests run on their own.
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -110,6 +111,60 @@ def test_fp16_asked_for_on_another_device(ie, ir_model, monkeypatch):
     _, info = load(ir_model, device="GPU", precision="fp16")
     assert info.input.dtype == np.float16
     assert fake.IECore.created[-1].loads[0]["network"].input_info["input"].precision == "FP16"
+
+
+def test_precisions_are_refused_up_front(ie, ir_model, tmp_path):
+    """What 2021.4 would not apply is a ConfigError from check_precision (the harness asks it before any
+    run), through the OpenVINO backend, which hands 2021.4's rules to the legacy class."""
+    def check(precision, model=ir_model, device="CPU"):
+        OpenVINOBackend(BackendOptions(device=device, precision=precision)).check_precision(precision, model)
+
+    assert OpenVINOBackend(BackendOptions()).qdq_int8 is False  # no Q/DQ copy swapped in on 2021.4
+    check("fp32")
+    check("fp16", device="MYRIAD")
+    for precision in ("fp32", "int8", "bf16"):
+        with pytest.raises(ConfigError, match=f"'MYRIAD' \\(the NCS2\\) computes in FP16 only: .*not {precision}"):
+            check(precision, device="MYRIAD")
+    with pytest.raises(ConfigError, match=r"2021\.4's CPU plugin refuses fp16 input"):
+        check("fp16")
+    with pytest.raises(ConfigError, match="cannot apply precision bf16 .*it can apply fp32, int8;"):
+        check("bf16")
+    assert OpenVINOBackend(BackendOptions(device="MYRIAD")).supported_precisions(ir_model) == ("fp16",)
+    with pytest.raises(ConfigError, match="cannot apply precision int8 to .*model.xml: the IR has no FakeQuantize"):
+        check("int8")
+    quantised = tmp_path / "q.xml"
+    quantised.write_text('<net name="q" version="10"><layers><layer id="1" type="FakeQuantize"/></layers></net>')
+    check("int8", str(quantised))
+
+
+def test_int8_of_a_float_onnx_model_is_refused(ie, tmp_path):
+    """2021.4's ONNX importer rejects the Q/DQ copy int8 calibration makes (shown for real in
+    test_int8_calibration.py where a 2021.4 venv exists); whether a model is float is read with onnx."""
+    import importlib.util
+
+    path = tmp_path / "float.onnx"
+    if importlib.util.find_spec("onnx"):
+        from onnx import TensorProto, helper, save
+
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+        save(helper.make_model(graph), str(path))
+        reason = "it is a float model, and 2021.4's ONNX importer rejects the Q/DQ copy"
+    else:  # the 2021.4 CI venv has no onnx module
+        path.write_bytes(b"\0")
+        reason = r"whether the model is quantised is read with the 'onnx' module, which is not installed \(pip"
+    backend = OpenVINOBackend(BackendOptions(precision="int8"))
+    with pytest.raises(ConfigError, match=f"2021.4 cannot apply precision int8 to .*float.onnx: {reason}"):
+        backend.load(str(path))
+    assert backend.qdq_path is None and not fake.IECore.created
+
+
+def test_describe_records_the_applied_precision(ie, ir_model):
+    backend, _ = load(ir_model, device="MYRIAD", precision="fp16")
+    assert backend.describe()["precision"] == backend.applied_precision() == "fp16"
+    backend, _ = load(ir_model, device="MYRIAD")
+    assert backend.describe()["precision"] == "the model's own"
 
 
 def test_the_fake_cpu_refuses_fp16_input_as_the_real_one(ie, ir_model):
@@ -316,6 +371,8 @@ def test_real_onnx_mobilenet_on_the_cpu():
     described = backend.describe()
     assert described["api"] == "IECore (2021.4)" and described["runtime"].startswith("openvino 2021.4.2-")
     assert backend.version() == described["runtime"]
+    # what the executable graph runs: on a CPU without VNNI, 2021.4.2 runs this Q/DQ model's convolutions in FP32
+    assert re.fullmatch(r"the model's own; conv/matmul layers: (\d+ in [A-Z0-9]+(, )?)+", described["precision"])
 
 
 @real_only
