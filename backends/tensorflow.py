@@ -283,10 +283,7 @@ class TensorFlowBackend(Backend):
             raise ConfigError(f"tensorflow has no option {', '.join(unknown)}; accepted: {', '.join(EXTRA_OPTIONS)}")
         if extra.get("loader", "auto") not in LOADERS:
             raise ConfigError(f"tensorflow option loader={extra['loader']!r}; accepted: {', '.join(LOADERS)}")
-        precision = self.options.precision or "fp32"
-        if precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision '{precision}' for tensorflow; choose one of: {', '.join(PRECISIONS)}")
-        return extra
+        return extra  # the precision: check_precision (the harness may ask for several)
 
     # --- load --------------------------------------------------------------------------
     def load_impl(self, model_path):
