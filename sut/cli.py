@@ -11,7 +11,7 @@ import sys
 import backends
 import datasets
 import profiles
-from sut.errors import ConfigError, HarnessError
+from sut.errors import BackendUnavailable, ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,26 @@ def list_everything() -> str:
     return "\n".join(lines)
 
 
+#: how to get LoadGen where pip finds no wheel (aarch64; Python 3.8 for 6.0.15 and newer)
+LOADGEN_INSTALL = ("pip install 'mlcommons-loadgen>=6.0.16' (or pip install -e . from this checkout); "
+                   "where PyPI has no wheel (aarch64: Jetson, Raspberry Pi; Python 3.8) pip builds it "
+                   "from source, which needs a C++ compiler and the Python headers first "
+                   "(Debian/Ubuntu: sudo apt install build-essential python3-dev)")
+
+
+def require_loadgen() -> None:
+    """One line saying how to install LoadGen when it cannot be imported (never a traceback)."""
+    try:
+        import mlperf_loadgen  # noqa: F401
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "mlperf_loadgen":
+            raise BackendUnavailable(f"MLPerf LoadGen (Python module 'mlperf_loadgen') is not installed "
+                                     f"for {sys.executable}: {LOADGEN_INSTALL}") from None
+        reason = " ".join(str(exc).split())
+        raise BackendUnavailable(f"cannot import MLPerf LoadGen ('mlperf_loadgen': {reason}); "
+                                 f"reinstall it: {LOADGEN_INSTALL}") from None
+
+
 def check_submission(root: str) -> int:
     from submission import check_tree
 
@@ -191,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {cfg.profile or '-'}: backend={cfg.backend} model={cfg.model} dataset={cfg.dataset} "
               f"path={cfg.dataset_path} scenario={cfg.scenario} mode={cfg.mode}"
               f"{' quick' if cfg.quick else ''}", flush=True)
+        require_loadgen()
         from sut import session, sweep  # imports LoadGen
 
         division = args.submission or args.division

@@ -3,7 +3,7 @@ exactly, through the real LoadGen and the real runtimes."""
 
 import pytest
 
-from tests.conftest import need_module, shared_path
+from tests.conftest import need_module, runtime_figure, shared_path
 from tests.helpers import run_cli
 
 MOBILENET = "models/mobilenet"
@@ -34,43 +34,11 @@ CASES = [
 ]
 
 
-# Runtimes compute quantised (and some float) models slightly differently, so a figure holds for
-# the runtime and version it was measured with. CASES hold the figures of ai-edge-litert 2.3 and
-# onnxruntime 1.32 (and OpenVINO 2026.4); these, of older runtimes, were measured with an independent
-# script on the same preprocessed inputs (tflite-runtime: with every op resolver, reference kernels
-# included; ai-edge-litert's reference kernels give tflite-runtime's MobileNet 1.0 figure too).
-# (model file, data folder) -> {(package, version prefix): figure}
-OLDER_RUNTIMES = {
-    ("mobilenet_v1_1.0_224_quant.tflite", "imagenet-mini"): {
-        ("tflite_runtime", "2.7."): "accuracy=78.077%, good=203, total=260",
-        ("tflite_runtime", "2.13."): "accuracy=78.077%, good=203, total=260"},
-    ("mobilenet_v1_0.25_128_quant.tflite", "imagenet-mini"): {
-        ("tflite_runtime", "2.7."): "accuracy=55.769%, good=145, total=260",
-        ("tflite_runtime", "2.13."): "accuracy=55.769%, good=145, total=260"},
-    ("kws_ref_model.tflite", "speech-commands-mini"): {
-        ("tflite_runtime", "2.7."): "accuracy=92.000%, good=276, total=300"},
-    ("kws_ref_model_float32.tflite", "speech-commands-mini"): {
-        ("tflite_runtime", "2.7."): "accuracy=93.000%, good=279, total=300",
-        ("tflite_runtime", "2.13."): "accuracy=93.000%, good=279, total=300"},
-    ("mobilenet_v1_1.0_224_quant_qdq_nchw.onnx", "imagenet-mini"): {
-        ("onnxruntime", "1.19."): "accuracy=78.462%, good=204, total=260"},
-}
-
-
-def expected_figure(model: str, data: str, runtime_module, default: str) -> str:
-    """The figure for the runtime actually imported (tflite_runtime where ai_edge_litert is absent)."""
-    package = runtime_module.__name__.split(".")[0]
-    version = str(getattr(__import__(package), "__version__", ""))
-    figures = OLDER_RUNTIMES.get((model.split("/")[-1], data.split("/")[-1]), {})
-    return next((figure for (name, prefix), figure in figures.items()
-                 if name == package and version.startswith(prefix)), default)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("profile,model,data,expected,runtime", CASES,
                          ids=[f"{c[0]}-{c[1].split('/')[-1]}-{c[2].split('/')[-1]}" for c in CASES])
 def test_accuracy_matches_reference(tmp_path, profile, model, data, expected, runtime):
-    expected = expected_figure(model, data, need_module(runtime), expected)
+    expected = runtime_figure(model, data, need_module(runtime), expected)
     model, data = shared_path(model), shared_path(data)
     proc = run_cli("--profile", profile, "--model", str(model), "--dataset-path", str(data), "--accuracy",
                    tmp_path=tmp_path, timeout=600)

@@ -1,12 +1,17 @@
 """``run.py`` end to end with the real LoadGen: the demo, every scenario, and
 what a user sees when something is wrong."""
 
+import glob
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.helpers import NULL_AS_DEMO, run_cli, run_dirs
+from tests.conftest import need_module, shared_path
+from tests.helpers import NULL_AS_DEMO, ROOT, run_cli, run_dirs
 
 SCENARIOS = ["SingleStream", "MultiStream", "Offline", "Server"]
 
@@ -132,3 +137,54 @@ def test_submission_from_the_command_line_then_checked(tmp_path):
 def test_submission_needs_a_submitter(tmp_path):
     proc = run_cli("--profile", "demo", "--submission", "open", tmp_path=tmp_path)
     assert proc.returncode == 2 and "--submitter" in proc.stderr
+
+
+# --- what the environment lacks: one line, never a traceback ----------------------------
+
+def old_pythons():
+    """pyenv's interpreters older than 3.8 (this machine has 2.7, 3.6, 3.7), else none."""
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found = sorted(glob.glob(os.path.join(root, "versions", "[23].[0-7].*", "bin", "python")))
+    return found or [pytest.param(None, marks=pytest.mark.skip(reason="no Python older than 3.8 under pyenv"))]
+
+
+@pytest.mark.parametrize("python", old_pythons(), ids=lambda p: p and p.split(os.sep)[-3])
+def test_python_older_than_3_8_is_one_line(python):
+    proc = subprocess.run([python, str(ROOT / "run.py"), "--profile", "demo"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={"PATH": os.environ.get("PATH", "")})
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: this harness needs Python 3.8 or newer")
+
+
+def run_without(module: str, *args: str):
+    """run.py in a subprocess in which ``module`` cannot be imported."""
+    code = ("import runpy, sys; sys.modules[%r] = None; sys.argv = ['run.py'] + %r; "
+            "runpy.run_path(%r, run_name='__main__')" % (module, list(args), str(ROOT / "run.py")))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_missing_loadgen_says_how_to_install_it(tmp_path):
+    proc = run_without("mlperf_loadgen", "--profile", "demo", "--output", str(tmp_path))
+    assert proc.returncode == 5, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: MLPerf LoadGen (Python module 'mlperf_loadgen') is not installed")
+    assert "pip install 'mlcommons-loadgen>=6.0.16'" in line and "build-essential python3-dev" in line
+
+
+def test_missing_numpy_says_to_install_the_dependencies():
+    proc = run_without("numpy", "--list-profiles")
+    assert proc.returncode == 5 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: the Python package 'numpy' is not installed") and "pip install -e ." in line
+
+
+def test_edgetpu_without_its_runtime_is_one_line(tmp_path):
+    """For real: no libedgetpu here (LiteRT or tflite-runtime; .ci/compat/py39-tflite-runtime.sh runs it
+    with tflite-runtime)."""
+    need_module("ai_edge_litert.interpreter", "the Edge TPU backend is LiteRT with a delegate")
+    model = shared_path("models", "mobilenet", "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
+    proc = run_cli("--profile", "mobilenet_coral", "--model", str(model), "--dataset", "synthetic",
+                   "--quick", tmp_path=tmp_path)
+    assert proc.returncode == 5, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: cannot open the Edge TPU delegate 'libedgetpu.so.1'") and "libedgetpu1-std" in line

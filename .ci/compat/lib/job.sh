@@ -1,0 +1,80 @@
+# Shared by the CI compatibility jobs .ci/compat/<job>.sh (sourced, not run).
+#
+# A job: a Python version, pinned real runtimes, the tests that prove them.
+#   ci_python 3.8                       -> path of that interpreter (pyenv's, else python3.8 on PATH)
+#   ci_venv JOB PYTHON REQUIREMENT...   -> creates or reuses the job's venv, sets $VENV and $PY
+#   ci_pytest JOB REQUIRED PYTEST-ARGS  -> runs pytest; a test skipped for a reason naming a word of
+#                                          REQUIRED (comma list) fails, and so does a run of no test
+# Venvs live in ${MLPERF_EDGE_CI_CACHE:-$HOME/.cache/mlperf-edge-ci}/venv-<job>-<hash>, the hash
+# taken over the Python version, the requirements and setup.py, so CI runs on one machine share them
+# and any change of pins or floors builds a new one. Each job gets its own preprocessing cache
+# (MLPERF_EDGE_CACHE), so no job reads arrays another NumPy/Pillow/OpenCV made.
+set -euo pipefail
+
+ci_log() { echo "ci ${JOB:-compat}: $*"; }
+ci_die() { echo "ci ${JOB:-compat}: error: $*" >&2; exit 1; }
+
+ci_python() {
+    local want=$1 found=""
+    if [ -n "${PYTHON:-}" ]; then
+        found=$PYTHON
+    elif command -v pyenv >/dev/null 2>&1; then
+        found=$(ls -d "$(pyenv root)/versions/$want".*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)
+    fi
+    [ -n "$found" ] || found=$(command -v "python$want" || true)
+    [ -n "$found" ] || ci_die "no Python $want (pyenv install $want, or set PYTHON=/path/to/python$want)"
+    local got
+    got=$("$found" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    [ "$got" = "$want" ] || ci_die "$found is Python $got, this job needs $want"
+    echo "$found"
+}
+
+ci_venv() {
+    local job=$1 python=$2
+    shift 2
+    local cache=${MLPERF_EDGE_CI_CACHE:-$HOME/.cache/mlperf-edge-ci} hash
+    hash=$( { "$python" -c 'import sys; print(sys.version)'; printf '%s\n' "$@"; cat setup.py; } \
+            | sha256sum | cut -c1-12)
+    VENV="$cache/venv-$job-$hash"
+    PY="$VENV/bin/python"
+    if [ -f "$VENV/.complete" ]; then
+        ci_log "reusing $VENV"
+        return
+    fi
+    ci_log "building $VENV"
+    rm -rf "$VENV"
+    mkdir -p "$cache"
+    "$python" -m venv "$VENV"
+    "$PY" -m pip install -q --disable-pip-version-check "$@"
+    touch "$VENV/.complete"
+}
+
+ci_pytest() {
+    local job=$1 required=$2
+    shift 2
+    local report
+    report=$(mktemp -d)
+    MLPERF_EDGE_CACHE="$report/preprocessing-cache" MLPERF_EDGE_REQUIRE="$required" \
+        "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$report/junit.xml" "$@"
+    "$PY" - "$report/junit.xml" "$job" <<'PYEOF'
+import sys
+import xml.etree.ElementTree as ET
+
+counts = {"tests": 0, "skipped": 0}
+for suite in ET.parse(sys.argv[1]).getroot().iter("testsuite"):
+    for key in counts:
+        counts[key] += int(suite.get(key, 0))
+if counts["tests"] == 0:
+    sys.exit(f"ci {sys.argv[2]}: error: no test ran")
+print(f"ci {sys.argv[2]}: {counts['tests']} tests, {counts['skipped']} skipped (none of them for a required runtime)")
+PYEOF
+    rm -rf "$report"
+}
+
+# ci_same_figure JOB LABEL EXPECTED OURS ORACLE: the harness, the independent script and the record agree
+ci_same_figure() {
+    local job=$1 label=$2 expected=$3 ours=$4 oracle=$5
+    ci_log "$label: run.py: $ours; independent script: $oracle; recorded: $expected"
+    [ "$ours" = "$oracle" ] && [ "$ours" = "$expected" ] \
+        || ci_die "$label: the accuracy figures differ (a bug in the harness, or a new runtime figure to record)"
+}
