@@ -16,16 +16,27 @@ EXTRAS = {
     "litert": ["ai-edge-litert>=1.2; python_version >= '3.9'",
                "tflite-runtime>=2.5; python_version < '3.9'", "numpy<2; python_version < '3.9'"],
     "tflite-runtime": ["tflite-runtime>=2.5", "numpy<2"],  # wheels for Python 3.7-3.11
-    "onnxruntime": ["onnxruntime>=1.17"],  # 1.19.2 is the last for Python 3.8
+    # onnx: int8 calibration (backends/int8_calibration.py) reads and writes the model with it
+    "onnxruntime": ["onnxruntime>=1.17", "onnx>=1.15"],  # 1.19.2 is the last for Python 3.8
     "openvino": ["openvino>=2024.0"],
     "tensorflow": ["tensorflow-cpu>=2.15"],
     "tensorflow-gpu": ["tensorflow[and-cuda]>=2.15"],
-    "tensorrt": ["tensorrt>=8.6", "cuda-python>=12.0", "onnx>=1.15"],
+    # TensorRT by the CUDA major of the driver: cuda-python 13 needs a CUDA 13 driver, JetPack 6 and
+    # most GPUs run CUDA 12 ones. tensorrt-cu12 starts at 10.0 (8.6 is 'tensorrt==8.6.1'; JetPack
+    # ships its own: a venv with --system-site-packages). onnxruntime + onnx: int8 calibration to a
+    # Q/DQ copy (every TensorRT version); onnxconverter-common: fp16 ONNX copies for TensorRT 11.
+    "tensorrt-cu12": ["tensorrt-cu12>=10.0,<12", "cuda-python>=12,<13", "onnx>=1.15", "onnxruntime>=1.17",
+                      "onnxconverter-common>=1.16"],
+    "tensorrt-cu13": ["tensorrt-cu13>=10.13,<12", "cuda-python>=13,<14", "onnx>=1.15", "onnxruntime>=1.17",
+                      "onnxconverter-common>=1.16"],
     "demo": ["onnxruntime>=1.17", "onnx>=1.15"],
     # optional: ImageNet decoding/resizing through OpenCV (same bytes as Pillow + the NumPy code, faster)
     "opencv": ["opencv-python-headless>=4.8"],
-    "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15"],
+    # onnxconverter-common: the TensorRT 11 fp16 tests; tf2onnx: the KWS float ONNX for the int8 test
+    "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15", "onnxconverter-common>=1.16",
+             "tf2onnx>=1.17; python_version >= '3.9'"],
 }
+EXTRAS["tensorrt"] = EXTRAS["tensorrt-cu12"]  # the common case; '.[tensorrt-cu13]' for CUDA 13 drivers
 EXTRAS["cpu"] = sorted({*EXTRAS["litert"], *EXTRAS["onnxruntime"], *EXTRAS["openvino"], *EXTRAS["demo"],
                           *EXTRAS["opencv"]})
 
