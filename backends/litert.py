@@ -81,7 +81,8 @@ def _present(package: str) -> bool:
 
 
 def _check_numpy(backend: str, runtime: Runtime) -> None:
-    """tflite-runtime imported under NumPy 2 prints a traceback and fails: say it in one line instead."""
+    """tflite-runtime under NumPy 2 imports, then its first Interpreter prints NumPy's ABI banner and
+    raises SystemError (seen with 2.14.0 and NumPy 2.2): say it in one line instead."""
     if runtime.numpy1_only and int(np.__version__.split(".")[0]) >= 2:
         raise BackendUnavailable(
             f"backend '{backend}': {runtime.pip_name} {_installed_version(runtime)} is built for NumPy 1.x "
