@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 JOB=openvino-2021.4
+. .ci/compat/lib/job.sh
 
 REQUIREMENTS=("openvino==2021.4.2" "numpy<1.20" "mlcommons-loadgen>=6.0" "pillow>=8" "tomli>=1.1" "pytest>=7")
 TESTS=(tests/backends/test_openvino_legacy.py)
@@ -32,66 +33,21 @@ MODEL=../shared/models/mobilenet/mobilenet_v1_1.0_224_quant_qdq_nchw.onnx
 DATA=../shared/data/imagenet-mini
 FIGURE="accuracy=78.077%, good=203, total=260"  # OpenVINO 2021.4.2, CPU; measured by the oracle
 
-if [ -z "${PYTHON:-}" ]; then
-    if command -v pyenv >/dev/null && [ -x "$(pyenv root)/versions/3.9.18/bin/python" ]; then
-        PYTHON="$(pyenv root)/versions/3.9.18/bin/python"
-    else
-        PYTHON=python3.9
-    fi
-fi
-PY_VERSION=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-case "$PY_VERSION" in
-    3.8|3.9) ;;
-    *) echo "ci $JOB: error: Python $PY_VERSION at $PYTHON; openvino 2021.4.2 needs 3.8-3.9 here (set PYTHON=...)" >&2
-       exit 2 ;;
-esac
-
-CACHE=${MLPERF_EDGE_CI_CACHE:-$HOME/.cache/mlperf-edge-ci}
-HASH=$(printf '%s\n' "$PY_VERSION" "${REQUIREMENTS[@]}" | sha256sum | cut -c1-12)
-VENV="$CACHE/venv-$JOB-$HASH"
-if [ ! -f "$VENV/.complete" ]; then
-    echo "ci $JOB: building $VENV (Python $PY_VERSION)"
-    rm -rf "$VENV"
-    mkdir -p "$CACHE"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${REQUIREMENTS[@]}"
-    touch "$VENV/.complete"
-else
-    echo "ci $JOB: reusing $VENV"
-fi
-PY="$VENV/bin/python"
-
+ci_venv "$JOB" "$(ci_python 3.9 "3.8 3.9")" "${REQUIREMENTS[@]}"
 "$PY" -c "import sys, openvino; from openvino.inference_engine import get_version; v = get_version(); print('ci $JOB: openvino', v); sys.exit(0 if v.startswith('2021.4.2-') and not hasattr(openvino, 'Core') else 'ci $JOB: error: openvino ' + v + ', expected 2021.4.2 (IECore only)')"
 for path in "$MODEL" "$DATA"; do
-    [ -e "$path" ] || { echo "ci $JOB: error: $path is missing (the shared models and data)" >&2; exit 1; }
+    [ -e "$path" ] || ci_die "$path is missing (the shared models and data)"
 done
+ci_pytest "$JOB" all "${TESTS[@]}"
 
 REPORT=$(mktemp -d)
 trap 'rm -rf "$REPORT"' EXIT
-"$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$REPORT/junit.xml" "${TESTS[@]}"
-"$PY" - "$REPORT/junit.xml" "$JOB" <<'EOF'
-import sys
-import xml.etree.ElementTree as ET
-
-tests = skipped = 0
-for suite in ET.parse(sys.argv[1]).getroot().iter("testsuite"):
-    tests += int(suite.get("tests", 0))
-    skipped += int(suite.get("skipped", 0))
-if tests == 0 or skipped:
-    sys.exit(f"ci {sys.argv[2]}: error: {skipped} of {tests} tests skipped; this job must run them all")
-print(f"ci {sys.argv[2]}: {tests} tests ran, none skipped")
-EOF
-
 # the accuracy figure: the harness (LoadGen, fresh preprocessing cache) and the independent oracle
 "$PY" run.py --profile mobilenet_openvino --model "$MODEL" --dataset-path "$DATA" --accuracy --no-progress \
     --output "$REPORT/results" --cache-dir "$REPORT/cache" > "$REPORT/run.txt"
 OURS=$(sed -n 's/^accuracy  : //p' "$REPORT/run.txt")
 ORACLE=$("$PY" benchmarks/openvino_reference_accuracy.py --model "$MODEL" --data "$DATA" | tail -n 1)
-echo "ci $JOB: run.py: $OURS; oracle: $ORACLE; recorded: $FIGURE"
-if [ "$OURS" != "$ORACLE" ] || [ "$OURS" != "$FIGURE" ]; then
-    echo "ci $JOB: error: the accuracy figures differ (a bug in the harness or the oracle)" >&2
-    exit 1
-fi
+ci_same_figure "$JOB" "MobileNet 1.0 ONNX, OpenVINO 2021.4.2" "$FIGURE" "$OURS" "$ORACLE"
 grep -q '"runtime": "openvino 2021.4.2' "$REPORT"/results/*/config.json \
-    || { echo "ci $JOB: error: config.json does not record the OpenVINO version" >&2; exit 1; }
-echo "ci $JOB: ok"
+    || ci_die "config.json does not record the OpenVINO version"
+ci_log "ok"

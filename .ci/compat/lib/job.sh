@@ -1,10 +1,12 @@
 # Shared by the CI compatibility jobs .ci/compat/<job>.sh (sourced, not run).
 #
 # A job: a Python version, pinned real runtimes, the tests that prove them.
-#   ci_python 3.8                       -> path of that interpreter (pyenv's, else python3.8 on PATH)
+#   ci_python 3.8 [ALLOWED]             -> path of that interpreter (pyenv's, else python3.8 on PATH);
+#                                          $PYTHON overrides it if its version is in ALLOWED (default 3.8)
 #   ci_venv JOB PYTHON REQUIREMENT...   -> creates or reuses the job's venv, sets $VENV and $PY
 #   ci_pytest JOB REQUIRED PYTEST-ARGS  -> runs pytest; a test skipped for a reason naming a word of
-#                                          REQUIRED (comma list) fails, and so does a run of no test
+#                                          REQUIRED (comma list) fails, and so does a run of no test;
+#                                          REQUIRED "all": any skipped test fails the job
 # Venvs live in ${MLPERF_EDGE_CI_CACHE:-$HOME/.cache/mlperf-edge-ci}/venv-<job>-<hash>, the hash
 # taken over the Python version, the requirements and setup.py, so CI runs on one machine share them
 # and any change of pins or floors builds a new one. Each job gets its own preprocessing cache
@@ -15,7 +17,7 @@ ci_log() { echo "ci ${JOB:-compat}: $*"; }
 ci_die() { echo "ci ${JOB:-compat}: error: $*" >&2; exit 1; }
 
 ci_python() {
-    local want=$1 found=""
+    local want=$1 allowed=${2:-$1} found=""
     if [ -n "${PYTHON:-}" ]; then
         found=$PYTHON
     elif command -v pyenv >/dev/null 2>&1; then
@@ -25,16 +27,19 @@ ci_python() {
     [ -n "$found" ] || ci_die "no Python $want (pyenv install $want, or set PYTHON=/path/to/python$want)"
     local got
     got=$("$found" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    [ "$got" = "$want" ] || ci_die "$found is Python $got, this job needs $want"
+    [[ " $allowed " == *" $got "* ]] || ci_die "$found is Python $got, this job needs one of: $allowed"
     echo "$found"
 }
 
 ci_venv() {
     local job=$1 python=$2
     shift 2
+    # ci_python's error was printed inside "$(...)", which set -e does not stop on
+    [ -n "$python" ] || exit 2
     local cache=${MLPERF_EDGE_CI_CACHE:-$HOME/.cache/mlperf-edge-ci} hash
-    hash=$( { "$python" -c 'import sys; print(sys.version)'; printf '%s\n' "$@"; cat setup.py; } \
-            | sha256sum | cut -c1-12)
+    # setup.py counts only for a job that installs this checkout's extras ('.[...]')
+    hash=$( { "$python" -c 'import sys; print(sys.version)'; printf '%s\n' "$@"
+              if printf '%s\n' "$@" | grep -q '^\.'; then cat setup.py; fi; } | sha256sum | cut -c1-12)
     VENV="$cache/venv-$job-$hash"
     PY="$VENV/bin/python"
     if [ -f "$VENV/.complete" ]; then
@@ -54,19 +59,25 @@ ci_pytest() {
     shift 2
     local report
     report=$(mktemp -d)
-    MLPERF_EDGE_CACHE="$report/preprocessing-cache" MLPERF_EDGE_REQUIRE="$required" \
+    MLPERF_EDGE_CACHE="$report/preprocessing-cache" MLPERF_EDGE_REQUIRE="$([ "$required" = all ] || echo "$required")" \
         "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$report/junit.xml" "$@"
-    "$PY" - "$report/junit.xml" "$job" <<'PYEOF'
+    "$PY" - "$report/junit.xml" "$job" "$required" <<'PYEOF'
 import sys
 import xml.etree.ElementTree as ET
 
+report, job, required = sys.argv[1:4]
 counts = {"tests": 0, "skipped": 0}
-for suite in ET.parse(sys.argv[1]).getroot().iter("testsuite"):
+for suite in ET.parse(report).getroot().iter("testsuite"):
     for key in counts:
         counts[key] += int(suite.get(key, 0))
 if counts["tests"] == 0:
-    sys.exit(f"ci {sys.argv[2]}: error: no test ran")
-print(f"ci {sys.argv[2]}: {counts['tests']} tests, {counts['skipped']} skipped (none of them for a required runtime)")
+    sys.exit("ci %s: error: no test ran" % job)
+if required == "all":
+    if counts["skipped"]:
+        sys.exit("ci %s: error: %d of %d tests skipped; this job must run them all" % (job, counts["skipped"], counts["tests"]))
+    print("ci %s: %d tests ran, none skipped" % (job, counts["tests"]))
+else:
+    print("ci %s: %d tests, %d skipped (none of them for a required runtime)" % (job, counts["tests"], counts["skipped"]))
 PYEOF
     rm -rf "$report"
 }
