@@ -24,6 +24,7 @@ a skip with the reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -271,3 +272,23 @@ def tensorrt_surface(label: str) -> dict:
 def cuda_surface(label: str) -> dict:
     """The real surface of ``cuda.bindings.runtime`` for cuda-python ``label`` (a key of :data:`CUDA`)."""
     return _dump("cuda", label, CUDA[label], _DUMP_CUDA, {})
+
+
+@functools.lru_cache(maxsize=None)
+def _surface_or_reason(kind: str, label: str):
+    read = {"tensorrt": tensorrt_surface, "cuda": cuda_surface}[kind]
+    try:
+        return read(label), None
+    except Unavailable as exc:
+        return None, str(exc)
+
+
+def surface_or_skip(kind: str, label: str) -> dict:
+    """The real surface of ``kind`` (``"tensorrt"``/``"cuda"``) ``label``, read once per
+    test session; skips the calling test with the reason when it cannot be had here."""
+    import pytest
+
+    surface, reason = _surface_or_reason(kind, label)
+    if surface is None:
+        pytest.skip(f"real {'TensorRT' if kind == 'tensorrt' else 'cuda-python'} {label} bindings unavailable: {reason}")
+    return surface

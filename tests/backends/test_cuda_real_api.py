@@ -11,7 +11,6 @@ must report the missing driver in one line.
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import sys
 import threading
@@ -27,19 +26,8 @@ from tests.conftest import ROOT
 CLAIMS = {"12": ("12.9.10", 12090), "13": ("13.5.0", 13050)}
 
 
-@functools.lru_cache(maxsize=None)
-def _surface(label: str):
-    try:
-        return real_bindings.cuda_surface(label), None
-    except real_bindings.Unavailable as exc:
-        return None, str(exc)
-
-
 def real(label: str) -> dict:
-    surface, reason = _surface(label)
-    if surface is None:
-        pytest.skip(f"real cuda-python {label} unavailable: {reason}")
-    return surface
+    return real_bindings.surface_or_skip("cuda", label)
 
 
 def _exercise(label: str, monkeypatch) -> fake_tensorrt.FakeCudaState:

@@ -21,7 +21,6 @@ Skips with the reason when PyPI, gcc or binutils are not available.
 
 from __future__ import annotations
 
-import functools
 import threading
 import types
 
@@ -43,19 +42,8 @@ from tests.backends.test_tensorrt import weight_only_model, write_model  # noqa:
 CLAIMS = {"8.4.3": "8.6", "8.6.1": "8.6", "10.3.0": "10.3", "10.16.1.11": "10.16", "11.4.0.106": "11.4"}
 
 
-@functools.lru_cache(maxsize=None)
-def _surface(label: str):
-    try:
-        return real_bindings.tensorrt_surface(label), None
-    except real_bindings.Unavailable as exc:
-        return None, str(exc)
-
-
 def real(label: str) -> dict:
-    surface, reason = _surface(label)
-    if surface is None:
-        pytest.skip(f"real TensorRT {label} bindings unavailable: {reason}")
-    return surface
+    return real_bindings.surface_or_skip("tensorrt", label)
 
 
 def real_has(surface: dict, owner: str, name: str) -> bool:
