@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, require_module
+from backends.base import Backend, ModelInfo, TensorSpec, check_model_file
 
 log = logging.getLogger(__name__)
 
