@@ -180,12 +180,12 @@ def execute(cfg: Config, echo=print) -> Outcome:
     outcome = Outcome(run_dir.path, tests, "")
     run_dir.write_json("config.json", record)
     if outcome.hung:  # LoadGen still owns files in the directory: leave it .partial
-        outcome.summary = summarize(cfg, tests, run_dir.path)
+        outcome.summary = summarize(cfg, tests, run_dir.path, record.get("backend"))
         run_dir.write_text("summary.txt", outcome.summary)
         return outcome
     final = run_dir.finish(ok=outcome.ok)
     outcome.directory = final
-    outcome.summary = summarize(cfg, tests, final)
+    outcome.summary = summarize(cfg, tests, final, record.get("backend"))
     (final / "summary.txt").write_text(outcome.summary)
     return outcome
 
@@ -202,9 +202,14 @@ def _test_record(t: runner.TestResult) -> dict:
             "accuracy": t.accuracy.line() if t.accuracy else None}
 
 
-def summarize(cfg: Config, tests: list[runner.TestResult], directory: Path) -> str:
+def summarize(cfg: Config, tests: list[runner.TestResult], directory: Path, backend: dict | None = None) -> str:
+    """The readable end of a run; ``backend`` is ``Backend.describe()`` (runtime version, applied precision)."""
     lines = [f"profile   : {cfg.profile or '-'}",
-             f"backend   : {cfg.backend}   model: {cfg.model or '(dataset default)'}",
+             f"backend   : {cfg.backend}   model: {cfg.model or '(dataset default)'}"]
+    if backend and backend.get("runtime"):  # figures hold for one runtime version: say which
+        precision = backend.get("precision")
+        lines.append(f"runtime   : {backend['runtime']}" + (f"   precision: {precision}" if precision else ""))
+    lines += [
              f"dataset   : {cfg.dataset} {cfg.dataset_path or ''} ({cfg.count or 'all'} samples)",
              f"scenario  : {cfg.scenario}{'   (quick: not for submission)' if cfg.quick else ''}"]
     for t in tests:
