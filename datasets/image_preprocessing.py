@@ -392,6 +392,18 @@ def opencv():
     return cv2
 
 
+def decoder_versions() -> dict:
+    """The versions of the libraries whose output lands in the cache: JPEG
+    decoders differ between releases (Pillow before 9.0 bundled IJG libjpeg 9,
+    which decodes most ImageNet JPEGs to other pixels), so a cache written
+    under one must not be read under another."""
+    import PIL
+
+    cv2 = opencv()
+    return {"pillow": PIL.__version__, "opencv": cv2.__version__ if cv2 is not None else None,
+            "numpy": np.__version__}
+
+
 _SCRATCH = threading.local()
 
 

@@ -112,6 +112,7 @@ class ImageNet(Dataset):
             "dtype": spec.dtype.name,
             "scale": spec.scale,
             "zero_point": spec.zero_point,
+            "libraries": image_preprocessing.decoder_versions(),
         }
 
     # --- responses ----------------------------------------------------------

@@ -158,7 +158,8 @@ class SpeechCommands(Dataset):
     def cache_key(self, spec: TensorSpec) -> dict[str, Any]:
         quantization = self.quantization if spec.dtype.kind in "iu" else None
         return {"dataset": self.name, "frontend_version": FRONTEND_VERSION, "mfcc": mfcc.PARAMETERS,
-                "quantization": quantization}
+                "quantization": quantization,
+                "numpy": np.__version__}  # its FFT computes the spectrum: another release, other last bits
 
     # --- responses -------------------------------------------------------------
     def postprocess(self, outputs: np.ndarray, info: ModelInfo) -> np.ndarray:

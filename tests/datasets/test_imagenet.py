@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backends.base import ModelInfo, TensorSpec
-from datasets import cache
+from datasets import cache, image_preprocessing
 from datasets.imagenet import ImageNet
 from sut.errors import ConfigError, DatasetError, ModelError
 from tests.conftest import need_module, runtime_figure, shared_path
@@ -235,3 +235,18 @@ def test_known_images_top1_whole_image_resized(name, expected):
     image = ip.decode_image(str(shared_path("data", "images-misc", name)))
     whole = ip.resize(image, 224, 224, "linear")
     assert mobilenet_top1_index(quantize(ip.normalise(whole, "mobilenet"), MOBILENET_224)) == expected
+
+
+def test_cache_key_changes_with_the_decoding_libraries(monkeypatch):
+    """A cache written under another Pillow/OpenCV/NumPy is not read: their JPEG decoders differ
+    (Pillow < 9.0 bundled a libjpeg that decodes most of imagenet-mini to other pixels)."""
+    import PIL
+
+    base = ImageNet(None).cache_key(MOBILENET_224)
+    monkeypatch.setattr(PIL, "__version__", "8.4.0")
+    assert ImageNet(None).cache_key(MOBILENET_224) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(image_preprocessing, "opencv", lambda: None)  # as with MLPERF_EDGE_NO_OPENCV=1
+    without_opencv = ImageNet(None).cache_key(MOBILENET_224)
+    assert without_opencv["libraries"]["opencv"] is None
+    assert without_opencv["libraries"]["pillow"] == PIL.__version__
