@@ -146,8 +146,16 @@ LOADGEN_INSTALL = ("pip install 'mlcommons-loadgen>=6.0.16' (or pip install -e .
                    "(Debian/Ubuntu: sudo apt install build-essential python3-dev)")
 
 
-def require_loadgen() -> None:
-    """One line saying how to install LoadGen when it cannot be imported (never a traceback)."""
+#: the first LoadGen with the v6.x round's RNG seeds: older ones write logs the checker rejects
+LOADGEN_FOR_SUBMISSION = (6, 0, 16)
+
+
+def require_loadgen(submission: bool = False) -> None:
+    """One line saying how to install LoadGen when it cannot be imported (never a traceback).
+
+    A LoadGen older than :data:`LOADGEN_FOR_SUBMISSION` still measures, with a
+    warning; for a submission tree it is an error (its seeds fail the checker).
+    """
     try:
         import mlperf_loadgen  # noqa: F401
     except ImportError as exc:
@@ -157,6 +165,26 @@ def require_loadgen() -> None:
         reason = " ".join(str(exc).split())
         raise BackendUnavailable(f"cannot import MLPerf LoadGen ('mlperf_loadgen': {reason}); "
                                  f"reinstall it: {LOADGEN_INSTALL}") from None
+    version = loadgen_version()
+    if version is None or version >= LOADGEN_FOR_SUBMISSION:
+        return
+    floor = ".".join(map(str, LOADGEN_FOR_SUBMISSION))
+    text = f"MLPerf LoadGen {'.'.join(map(str, version))} is older than {floor}, whose RNG seeds the v6.x checker expects"
+    if submission:
+        raise BackendUnavailable(f"{text}: submission trees need {floor} or newer; {LOADGEN_INSTALL}")
+    log.warning("%s; results are fine to compare, not to submit", text)
+
+
+def loadgen_version():
+    """The installed mlcommons-loadgen as a tuple of ints, or None when pip metadata is missing."""
+    import re
+    from importlib import metadata
+
+    try:
+        text = metadata.version("mlcommons-loadgen")
+    except metadata.PackageNotFoundError:
+        return None
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 def check_submission(root: str) -> int:
@@ -211,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {cfg.profile or '-'}: backend={cfg.backend} model={cfg.model} dataset={cfg.dataset} "
               f"path={cfg.dataset_path} scenario={cfg.scenario} mode={cfg.mode}"
               f"{' quick' if cfg.quick else ''}", flush=True)
-        require_loadgen()
+        division = args.submission or args.division
+        require_loadgen(submission=bool(division))
         from sut import session, sweep  # imports LoadGen
 
-        division = args.submission or args.division
         if division:
             return submit(cfg, args, division)
         if cfg.precision and "," in cfg.precision:
