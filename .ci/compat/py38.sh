@@ -44,13 +44,6 @@ done
 # top1_matches: LiteRT without LoadGen, the same figures as test_reference_accuracy's run.py runs
 ci_pytest "$JOB" "tflite_runtime,onnxruntime,mlperf_loadgen,cv2,the shared models" tests -k "not top1_matches"
 
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
-"$PY" run.py --profile mobilenet_tflite --model "$MODEL" --dataset-path "$DATA" --accuracy --no-progress \
-    --output "$OUT/results" --cache-dir none > "$OUT/run.txt"
-OURS=$(sed -n 's/^accuracy  : //p' "$OUT/run.txt")
-ORACLE=$("$PY" benchmarks/litert_reference_accuracy.py --model "$MODEL" --data "$DATA" 2>/dev/null | tail -n 1)
-ci_same_figure "$JOB" "MobileNet 1.0, tflite-runtime 2.13" "$FIGURE" "$OURS" "$ORACLE"
-grep -q '"runtime": "tflite-runtime 2.13.0"' "$OUT"/results/*/config.json \
-    || ci_die "config.json does not record the runtime as tflite-runtime 2.13.0"
+ci_accuracy "MobileNet 1.0, tflite-runtime 2.13" "$FIGURE" "tflite-runtime 2.13.0" \
+    benchmarks/litert_reference_accuracy.py "$MODEL" "$DATA" --profile mobilenet_tflite
 ci_log "ok"

@@ -45,14 +45,8 @@ ci_pytest "$JOB" "tflite_runtime,ai_edge_litert.interpreter,mlperf_loadgen,the s
     tests/test_run.py::test_python_older_than_3_8_is_one_line tests/test_run.py::test_missing_loadgen_says_how_to_install_it \
     -k "not openvino and not onnxruntime and not kws_tf- and not schema and not every_scenario and not top1_matches"
 
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
 for i in "${!MODELS[@]}"; do
-    MODEL=../shared/models/mobilenet/${MODELS[$i]}
-    "$PY" run.py --profile mobilenet_tflite --model "$MODEL" --dataset-path "$DATA" --accuracy --no-progress \
-        --output "$OUT/results" --cache-dir none > "$OUT/run.txt"
-    OURS=$(sed -n 's/^accuracy  : //p' "$OUT/run.txt")
-    ORACLE=$("$PY" benchmarks/litert_reference_accuracy.py --model "$MODEL" --data "$DATA" 2>/dev/null | tail -n 1)
-    ci_same_figure "$JOB" "${MODELS[$i]}, tflite-runtime 2.7.0" "${FIGURES[$i]}" "$OURS" "$ORACLE"
+    ci_accuracy "${MODELS[$i]}, tflite-runtime 2.7.0" "${FIGURES[$i]}" "tflite-runtime 2.7.0" \
+        benchmarks/litert_reference_accuracy.py "../shared/models/mobilenet/${MODELS[$i]}" "$DATA" --profile mobilenet_tflite
 done
 ci_log "ok"

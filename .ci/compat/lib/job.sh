@@ -82,6 +82,26 @@ PYEOF
     rm -rf "$report"
 }
 
+# ci_accuracy LABEL EXPECTED RUNTIME ORACLE MODEL DATA RUN.PY-ARGS...: run.py --accuracy on MODEL and
+# DATA (fresh preprocessing cache), the independent script ORACLE on the same files, and the recorded
+# EXPECTED line must agree, and the run's config.json must name RUNTIME (a prefix of its "runtime")
+ci_accuracy() {
+    local label=$1 expected=$2 runtime=$3 oracle=$4 model=$5 data=$6 out ours theirs recorded=yes
+    shift 6
+    out=$(mktemp -d)
+    if ! "$PY" run.py "$@" --model "$model" --dataset-path "$data" --accuracy --no-progress \
+            --output "$out/results" --cache-dir "$out/cache" > "$out/run.txt"; then
+        rm -rf "$out"
+        ci_die "$label: run.py --accuracy failed"
+    fi
+    ours=$(sed -n 's/^accuracy  : //p' "$out/run.txt")
+    grep -q "\"runtime\": \"$runtime" "$out"/results/*/config.json || recorded=no
+    rm -rf "$out"
+    theirs=$("$PY" "$oracle" --model "$model" --data "$data" | tail -n 1)
+    ci_same_figure "$JOB" "$label" "$expected" "$ours" "$theirs"
+    [ "$recorded" = yes ] || ci_die "$label: config.json does not record the runtime as $runtime"
+}
+
 # ci_same_figure JOB LABEL EXPECTED OURS ORACLE: the harness, the independent script and the record agree
 ci_same_figure() {
     local job=$1 label=$2 expected=$3 ours=$4 oracle=$5
