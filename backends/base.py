@@ -336,6 +336,17 @@ def require_module(module: str, backend: str, extra: str | None):
         ) from exc
 
 
+def file_sha256(path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks (model identities in caches)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def check_model_file(path: str | None, suffixes: tuple[str, ...], backend: str):
     """Raise ModelError unless ``path`` is an existing file with one of ``suffixes``."""
     import os

@@ -45,7 +45,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from backends.base import TensorSpec
+from backends.base import TensorSpec, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def qdq_model(model_path: str | os.PathLike, spec: TensorSpec, batches: Iterable
     data, count, data_sha = _calibration_set(batches, spec)
     if not count:
         raise ConfigError(f"int8 calibration of {model_path} got no calibration samples")
-    ident = {"format": FORMAT_VERSION, "model_sha256": _file_sha256(model_path),
+    ident = {"format": FORMAT_VERSION, "model_sha256": file_sha256(model_path),
              "calibration": {"sha256": data_sha, "count": count},
              "settings": dataclasses.asdict(chosen), "onnxruntime": onnxruntime.__version__}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
@@ -363,14 +363,6 @@ def _default_cache_root() -> Path:
     from datasets.cache import DEFAULT_CACHE_DIR
 
     return Path(DEFAULT_CACHE_DIR)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _safe_stem(path: Path) -> str:

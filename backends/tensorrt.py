@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, require_module
+from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, file_sha256, require_module
 from sut.errors import BackendFailure, ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class TensorRTBackend(Backend):
         # activations quantised (backends/int8_calibration's definition): the model runs int8 as it is
         own = _model_precision(model_path, default="int8" if qdq else None)
         self._quantised = bool(self.qdq_path) or own == "int8"
-        model_sha = te.file_sha256(model_path)
+        model_sha = file_sha256(model_path)
         cache_root = self._cache_root(extra)
         calibration_path = Path(extra.get("calibration_cache") or cache_root / f"{model_sha[:24]}.calib")
         self._calibration_table = calibration_path
@@ -285,7 +285,7 @@ class TensorRTBackend(Backend):
         elif qdq:
             log.info("tensorrt: %s is quantised (Q/DQ nodes): its quantised layers run in INT8, the rest in %s",
                      model_path, "the model's float type" if strong else precision)
-        build_sha = te.file_sha256(build_path) if str(build_path) != str(model_path) else model_sha
+        build_sha = file_sha256(build_path) if str(build_path) != str(model_path) else model_sha
         workspace = extra.get("workspace_mb")
         settings = te.BuildSettings(
             precision=precision, profiles=profiles,

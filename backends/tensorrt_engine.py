@@ -93,14 +93,6 @@ class BuildSettings:
                 "builder_flags": self.builder_flags()}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def engine_identity(model_sha256: str, settings: BuildSettings, trt_version: str,
                     gpu_name: str, compute_capability: tuple[int, int]) -> dict[str, Any]:
     """The facts an engine is tied to (stored in the sidecar, hashed into the key)."""

@@ -40,7 +40,7 @@ def conv_model(path):
 def test_fp16_copy_runs_close_to_fp32_and_is_cached(tmp_path):
     need_module("onnxconverter_common", "the fp16 conversion")
     from backends import onnx_fp16
-    from backends.tensorrt_engine import file_sha256
+    from backends.base import file_sha256
 
     source = conv_model(tmp_path / "conv.onnx")
     sha = file_sha256(source)
