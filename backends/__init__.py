@@ -12,6 +12,7 @@ import importlib.util
 
 from backends.base import Backend, BackendOptions, ModelInfo, TensorSpec
 from sut import compat
+from sut.errors import ConfigError
 
 ENTRY_POINT_GROUP = "mlperf_edge.backends"
 
@@ -43,8 +44,6 @@ def _module_exists(target: str) -> bool:
 
 def create(name: str, options: BackendOptions | None = None) -> Backend:
     """Instantiate backend ``name``; raises ConfigError for an unknown name."""
-    from sut.errors import ConfigError
-
     targets = available()
     if ":" in name and name not in targets:  # a plugin given as module:Class
         targets[name] = name

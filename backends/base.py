@@ -18,6 +18,7 @@ import logging
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,6 @@ class Backend(abc.ABC):
 
     def check_precision(self, precision: str | None, model_path: str | None = None) -> None:
         """Raise ConfigError unless this backend can apply ``precision`` to the model."""
-        from sut.errors import ConfigError
-
         if precision is None:
             return
         allowed = self.supported_precisions(model_path)
@@ -245,8 +244,6 @@ class Backend(abc.ABC):
         requests). The default calls :meth:`predict_impl` per sample. Same
         concurrency rules as :meth:`predict`.
         """
-        from sut.errors import BackendFailure
-
         predict, outputs = self.predict_impl, []
         append = outputs.append
         for sample in samples:
@@ -312,8 +309,6 @@ def _is_onnx(path: str | None) -> bool:
 def _check_calibrated_input(spec: TensorSpec, loaded: TensorSpec, backend: str) -> None:
     """The calibration data was made for ``spec`` (read from the ONNX file); the
     backend must feed the Q/DQ model the same input, or calibration was wrong."""
-    from sut.errors import ModelError
-
     if (spec.shape, spec.dtype, spec.layout) != (loaded.shape, loaded.dtype, loaded.layout):
         raise ModelError(f"backend '{backend}' reads the model input as {loaded.dtype.name}{list(loaded.shape)} "
                          f"{loaded.layout or ''}, but int8 calibration data was made for "
@@ -323,8 +318,6 @@ def _check_calibrated_input(spec: TensorSpec, loaded: TensorSpec, backend: str) 
 def require_module(module: str, backend: str, extra: str | None):
     """Import a runtime module, or raise BackendUnavailable saying what to install."""
     import importlib
-
-    from sut.errors import BackendUnavailable
 
     try:
         return importlib.import_module(module)
@@ -350,8 +343,6 @@ def file_sha256(path) -> str:
 def check_model_file(path: str | None, suffixes: tuple[str, ...], backend: str):
     """Raise ModelError unless ``path`` is an existing file with one of ``suffixes``."""
     import os
-
-    from sut.errors import ModelError
 
     if not path:
         raise ModelError(f"backend '{backend}' needs a model: pass --model PATH")

@@ -46,6 +46,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from backends.base import TensorSpec, file_sha256
+from sut.errors import BackendUnavailable, ConfigError, HarnessError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,6 @@ class QuantSettings:
     @classmethod
     def make(cls, settings: QuantSettings | Mapping[str, Any] | None) -> QuantSettings:
         """Settings from None (defaults), an instance, or a mapping of field overrides."""
-        from sut.errors import ConfigError
-
         if settings is None:
             return cls()
         if isinstance(settings, cls):
@@ -106,8 +105,6 @@ class QuantSettings:
 
 def _load_onnx(model_path: str | os.PathLike):
     """The ModelProto (no external weights), or ModelError / BackendUnavailable."""
-    from sut.errors import BackendUnavailable, ModelError
-
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
@@ -174,8 +171,6 @@ def input_spec(model_path: str | os.PathLike) -> TensorSpec:
 
 
 def _input_spec(model, model_path) -> TensorSpec:
-    from sut.errors import ModelError
-
     initializers = {init.name for init in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in initializers]
     if len(inputs) != 1:
@@ -209,8 +204,6 @@ def for_backend(model_path: str, options, cache_root: str | os.PathLike | None) 
     ``Backend.load``): ``(model_path, None)`` when the model is already
     quantised, else ``(Q/DQ copy, the input spec its calibration data was made
     for)``, calibrated on ``options.calibration(spec)``."""
-    from sut.errors import ConfigError
-
     model = _load_onnx(model_path)
     ops = _quantisation_ops(model)
     if ops:
@@ -235,8 +228,6 @@ def qdq_model(model_path: str | os.PathLike, spec: TensorSpec, batches: Iterable
     Raises ModelError (not ONNX, unreadable, quantisation failed), ConfigError
     (no or mismatched calibration data), BackendUnavailable (no onnxruntime/onnx).
     """
-    from sut.errors import BackendUnavailable, ConfigError, HarnessError, ModelError
-
     model_path = Path(model_path)
     model = _load_onnx(model_path)
     ops = _quantisation_ops(model)
@@ -296,8 +287,6 @@ def qdq_model(model_path: str | os.PathLike, spec: TensorSpec, batches: Iterable
 
 def _calibration_set(batches: Iterable[np.ndarray], spec: TensorSpec) -> tuple[list[np.ndarray], int, str]:
     """The batches as contiguous arrays, their sample count and a sha256 of them all."""
-    from sut.errors import ConfigError
-
     h, data, count = hashlib.sha256(), [], 0
     for batch in batches:
         batch = np.ascontiguousarray(batch)

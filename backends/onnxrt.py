@@ -19,7 +19,7 @@ import logging
 import numpy as np
 
 from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, require_module
-from sut.errors import BackendUnavailable, ConfigError, ModelError
+from sut.errors import BackendUnavailable, ConfigError, HarnessError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,6 @@ def _model_precision(model_path: str) -> str | None:
     """``fp32``/``fp16``/``int8`` as saved; None when it cannot be read here (no
     ``onnx`` module, missing or unreadable file: load reports those)."""
     from backends import int8_calibration
-    from sut.errors import HarnessError
-
     try:
         return int8_calibration.model_precision(model_path)
     except HarnessError:

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, ModelInfo, TensorSpec, check_model_file
+from sut.errors import BackendUnavailable, ConfigError, HarnessError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +351,6 @@ def api_module():
 
     Raises BackendUnavailable when no OpenVINO is installed.
     """
-    from sut.errors import BackendUnavailable
-
     try:
         ov = importlib.import_module("openvino")
     except ImportError as exc:
@@ -377,8 +376,6 @@ def api_module():
 
 def _legacy_installed() -> bool:
     """Whether the installed OpenVINO is the 2021.4 IECore API (False when none is installed)."""
-    from sut.errors import HarnessError
-
     try:
         return installed_api() == "legacy"
     except HarnessError:
@@ -442,8 +439,6 @@ def _short_version(version: str) -> str:
 
 def newer_ir_error(model_path: str, installed: str, exc: BaseException):
     """A ModelError when ``model_path`` is an IR written by a newer OpenVINO than ``installed``, else None."""
-    from sut.errors import ModelError
-
     writer = ir_writer(model_path)
     if writer is None or release(writer) is None or release(installed) is None:
         return None
@@ -457,8 +452,6 @@ def newer_ir_error(model_path: str, installed: str, exc: BaseException):
 
 
 def check_extra(extra) -> None:
-    from sut.errors import ConfigError
-
     unknown = sorted(set(extra) - set(EXTRA_OPTIONS))
     if unknown:
         raise ConfigError(f"backend 'openvino' has no option {', '.join(unknown)}; "
@@ -484,8 +477,6 @@ def check_device(core, device: str, runtime: Runtime) -> None:
     OpenVINO has no plugin for it (MYRIAD: how to get one) or the plugin found
     no device.
     """
-    from sut.errors import BackendUnavailable
-
     available = list(core.available_devices)
     known = set(available) | {d.split(".")[0] for d in available}
     missing = [d for d in hardware_devices(core, device) if d not in known]
@@ -532,8 +523,6 @@ def missing_device_reason(core, name: str, version: str) -> str | None:
 
 
 def read_model(core, model_path: str, runtime: Runtime):
-    from sut.errors import ModelError
-
     try:
         model = core.read_model(model_path)
     except RuntimeError as exc:
@@ -556,8 +545,6 @@ def warn_if_newer_ir(model_path: str, runtime: Runtime) -> None:
 def read_error(model_path: str, runtime: Runtime, exc: BaseException):
     """The ModelError for a model OpenVINO could not read: a newer IR, a format this release
     has no frontend for (.tflite before 2023.0), or OpenVINO's own first line."""
-    from sut.errors import ModelError
-
     newer = newer_ir_error(model_path, runtime.version, exc)
     if newer is not None:
         return newer
@@ -605,8 +592,6 @@ def port_name(port) -> str:
 
 def sample_shape(port) -> tuple[int, ...]:
     """Shape without the batch dimension; ModelError if any other dimension is dynamic."""
-    from sut.errors import ModelError
-
     dims = list(port.get_partial_shape())[1:]
     if any(d.is_dynamic for d in dims):
         raise ModelError(f"tensor '{port_name(port)}' has dynamic dimensions {port.get_partial_shape()}; "
@@ -615,8 +600,6 @@ def sample_shape(port) -> tuple[int, ...]:
 
 
 def describe_input(model, extra) -> TensorSpec:
-    from sut.errors import ModelError
-
     port = model.inputs[0]
     shape = sample_shape(port)
     dtype = np.dtype(port.get_element_type().to_dtype())
@@ -735,8 +718,6 @@ def compile_config(core, device: str, options, hint: str) -> dict[str, Any]:
     A single device that does not list the performance hints (none today; the
     check keeps old plugins working) is compiled without them.
     """
-    from sut.errors import ConfigError
-
     if options.precision not in PRECISION_HINTS:
         raise ConfigError(f"openvino: unknown precision '{options.precision}'; "
                           f"choose one of: {', '.join(p for p in PRECISION_HINTS if p)}")
@@ -766,8 +747,6 @@ def compile_config(core, device: str, options, hint: str) -> dict[str, Any]:
 
 def compile_model(core, model, device: str, config: dict[str, Any], model_path: str = "",
                   runtime: Runtime | None = None):
-    from sut.errors import BackendUnavailable
-
     try:
         return core.compile_model(model, device, config)
     except RuntimeError as exc:
@@ -811,8 +790,6 @@ def native_throughput(model_path: str, seconds: float = 10.0, device: str = "CPU
     one constant random batch so no data loading or preprocessing is timed.
     """
     from backends.base import BackendOptions
-    from sut.errors import BackendUnavailable
-
     runtime = installed_runtime()
     if runtime is None:
         raise BackendUnavailable("native_throughput needs the OpenVINO 2.0 API (2022.1+); "

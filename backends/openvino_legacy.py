@@ -46,6 +46,7 @@ import numpy as np
 
 from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, require_module
 from backends.openvino import FP16_DEVICES, NCS2_INSTALL, newer_ir_error, one_line, release
+from sut.errors import BackendUnavailable, ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,6 @@ class OpenVINOLegacyBackend(Backend):
     def check_precision(self, precision, model_path=None):
         """Backend.check_precision with this API's reasons: the CPU plugin refuses FP16 input,
         the NCS2 computes in FP16 only, int8 needs a model that is already quantised."""
-        from sut.errors import ConfigError
-
         names = [n.split(".")[0].upper() for n in device_names(self.options.device or "CPU")]
         if precision == "fp16" and "CPU" in names:
             raise ConfigError(f"OpenVINO 2021.4's CPU plugin refuses fp16 input (device '{self._device_name()}'): "
@@ -123,8 +122,6 @@ class OpenVINOLegacyBackend(Backend):
         return "conv/matmul layers: " + ", ".join(f"{n} in {p}" for p, n in sorted(counts.items()))
 
     def load_impl(self, model_path):
-        from sut.errors import BackendUnavailable, ModelError
-
         check_model_file(model_path, (".xml", ".onnx"), self.name)
         engine = require_module("openvino.inference_engine", self.name, self.extra_name)
         check_floor(engine.get_version())
@@ -154,8 +151,6 @@ class OpenVINOLegacyBackend(Backend):
                          instances=len(self._exec_net.requests))
 
     def _configure_input(self, network) -> TensorSpec:
-        from sut.errors import ModelError
-
         self._input_name = next(iter(network.input_info))
         info = network.input_info[self._input_name]
         if info.precision in ("FP32", "FP16"):
@@ -184,8 +179,6 @@ class OpenVINOLegacyBackend(Backend):
 
     def _wants_fp16(self) -> bool:
         """FP16 input on MYRIAD/HDDL, or when fp16 is asked for; ConfigError on the CPU, which refuses it."""
-        from sut.errors import ConfigError
-
         names = device_names(self._device)
         if all(n.split(".")[0].upper() in FP16_DEVICES for n in names):
             return True
@@ -239,8 +232,6 @@ def _not_quantised(model_path: str) -> str | None:
     if not model_path.lower().endswith(".onnx"):
         return None
     from backends import int8_calibration
-    from sut.errors import BackendUnavailable, ModelError
-
     try:
         own = int8_calibration.model_precision(model_path)
     except BackendUnavailable:
@@ -261,8 +252,6 @@ def weights_path(model_path: str) -> str:
         return ""
     weights = os.path.splitext(model_path)[0] + ".bin"
     if not os.path.exists(weights):
-        from sut.errors import ModelError
-
         raise ModelError(f"IR weights not found: {weights} (expected beside {model_path})")
     return weights
 
@@ -278,8 +267,6 @@ def installed_version() -> str:
 
 def check_floor(version: str) -> None:
     """BackendUnavailable for an IECore-only OpenVINO older than 2021.4 (the oldest release tested)."""
-    from sut.errors import BackendUnavailable
-
     found = release(version)
     if found is not None and found < (2021, 4):
         raise BackendUnavailable(f"OpenVINO {version.split('-')[0]} is older than the 2021.4 this backend needs; "
@@ -296,8 +283,6 @@ def device_names(device: str) -> list[str]:
 
 def check_device(ie, device: str) -> None:
     """Raise BackendUnavailable unless ``device`` (or each of MULTI:/HETERO:'s list) is present."""
-    from sut.errors import BackendUnavailable
-
     available = list(ie.available_devices)
     known = set(available) | {d.split(".")[0] for d in available}
     missing = [d for d in device_names(device) if d not in known]

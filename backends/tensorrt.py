@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, ModelInfo, TensorSpec, check_model_file, file_sha256, require_module
-from sut.errors import BackendFailure, ConfigError, ModelError
+from sut.errors import BackendFailure, ConfigError, HarnessError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -597,8 +597,6 @@ def _model_precision(model_path, default=None) -> str | None:
     """``fp32``/``fp16``/``int8`` as :func:`backends.int8_calibration.model_precision` reads the
     model (int8: activations quantised); ``default`` when it cannot be read here (no ``onnx``)."""
     from backends import int8_calibration
-    from sut.errors import HarnessError
-
     try:
         return int8_calibration.model_precision(model_path)
     except HarnessError:

@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.harness_overhead import (SHARED, ArrayDataset, Run, config, median,  # noqa: E402
                                          quiet_loadgen, random_store, ratio, run_ours, table)
+from sut.errors import HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +339,6 @@ def installed(runtime: str) -> str | None:
     """None when usable, else why not."""
     import backends
     from backends.base import BackendOptions
-    from sut.errors import HarnessError
-
     try:
         backends.create(runtime, BackendOptions())
     except (HarnessError, ImportError) as exc:

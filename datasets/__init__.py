@@ -15,6 +15,7 @@ import importlib.util
 
 from datasets.base import Accuracy, Dataset
 from sut import compat
+from sut.errors import ConfigError
 
 ENTRY_POINT_GROUP = "mlperf_edge.datasets"
 #: marker that lets run.py verify it imported this package, not a namesake
@@ -37,8 +38,6 @@ def available() -> dict[str, str]:
 
 
 def create(name: str, path: str | None, count: int | None = None, options=None) -> Dataset:
-    from sut.errors import ConfigError
-
     targets = available()
     if name not in targets:
         raise ConfigError(f"unknown dataset '{name}'; choose one of: {', '.join(sorted(targets))}")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from backends.base import ModelInfo, TensorSpec
+from sut.errors import ConfigError, DatasetError
 
 RESPONSE_DTYPE = np.dtype(np.float32)
 
@@ -49,8 +50,6 @@ class Dataset(abc.ABC):
     path_hint: str | None = "the dataset folder"
 
     def __init__(self, path: str | None, count: int | None = None, options: Mapping[str, Any] | None = None):
-        from sut.errors import ConfigError
-
         self.path = path
         self.count = count
         self.options = dict(options or {})
@@ -74,8 +73,6 @@ class Dataset(abc.ABC):
         return len(self.sources)
 
     def _apply_count(self) -> None:
-        from sut.errors import ConfigError, DatasetError
-
         if not self.sources:
             raise DatasetError(f"dataset '{self.name}' at {self.path} holds no samples")
         if self.count is not None:

@@ -33,6 +33,7 @@ import threading
 import numpy as np
 
 from backends.base import TensorSpec
+from sut.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ def decode_image(path: str) -> np.ndarray:
 
 
 def _read_file(path: str) -> bytes:
-    from sut.errors import DatasetError
-
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -106,8 +105,6 @@ def _decode_pillow(path: str, data: bytes) -> np.ndarray:
     import io
 
     from PIL import Image, ImageOps
-
-    from sut.errors import DatasetError
 
     try:
         with Image.open(io.BytesIO(data)) as image:

@@ -17,6 +17,7 @@ import numpy as np
 from backends.base import LAYOUTS, ModelInfo, TensorSpec
 from datasets import image_preprocessing
 from datasets.base import Dataset, argmax_classes
+from sut.errors import ConfigError, DatasetError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ class ImageNet(Dataset):
 
     def __init__(self, path, count=None, options=None):
         super().__init__(path, count, options)
-        from sut.errors import ConfigError
-
         self.preprocessing = self.options.get("preprocessing", "mobilenet")
         if self.preprocessing not in image_preprocessing.PREPROCESSINGS:
             raise ConfigError(
@@ -44,8 +43,6 @@ class ImageNet(Dataset):
 
     # --- index ------------------------------------------------------------
     def scan(self) -> None:
-        from sut.errors import DatasetError
-
         if not self.path or not os.path.isdir(self.path):
             raise DatasetError(
                 f"ImageNet directory not found: {self.path!r}; pass --dataset-path DIR holding the "
@@ -65,8 +62,6 @@ class ImageNet(Dataset):
 
     # --- model fit ----------------------------------------------------------
     def check_model(self, info: ModelInfo) -> None:
-        from sut.errors import ModelError
-
         spec = info.input
         if spec.layout not in LAYOUTS or len(spec.shape) != 3:
             raise ModelError(
@@ -123,8 +118,6 @@ class ImageNet(Dataset):
 
 def read_val_map(val_map: str, directory: str) -> tuple[list[str], list[int]]:
     """Parse ``<file> <label>`` lines into (paths under ``directory``, labels)."""
-    from sut.errors import DatasetError
-
     sources: list[str] = []
     labels: list[int] = []
     with open(val_map, encoding="utf-8") as f:

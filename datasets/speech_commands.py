@@ -43,6 +43,7 @@ from datasets import mfcc
 from datasets.base import Dataset, argmax_classes
 from datasets.quantize import quantize, quantize_truncate
 from datasets.wav import read_wav
+from sut.errors import ConfigError, DatasetError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,6 @@ class SpeechCommands(Dataset):
 
     def __init__(self, path, count=None, options=None):
         super().__init__(path, count, options)
-        from sut.errors import ConfigError
-
         self.layout = self.options.get("layout", "auto")
         self.quantization = self.options.get("quantization", "truncate")
         if self.layout not in LAYOUTS:
@@ -114,8 +113,6 @@ class SpeechCommands(Dataset):
 
     # --- index ------------------------------------------------------------
     def scan(self) -> None:
-        from sut.errors import DatasetError
-
         if not self.path or not os.path.isdir(self.path):
             raise DatasetError(f"speech_commands: dataset folder not found: {self.path!r}; pass --dataset-path "
                                "to the canonical test set (one folder per label) or the full v0.02 dataset")
@@ -136,8 +133,6 @@ class SpeechCommands(Dataset):
 
     # --- model fit ----------------------------------------------------------
     def check_model(self, info: ModelInfo) -> None:
-        from sut.errors import ModelError
-
         spec, out = info.input, info.output
         if spec.shape not in INPUT_SHAPES:
             raise ModelError(
@@ -168,8 +163,6 @@ class SpeechCommands(Dataset):
 
 def scan_test_set(root: Path) -> list[list[str]]:
     """Sorted ``.wav`` paths of each label folder, in label order."""
-    from sut.errors import DatasetError
-
     missing = [label for label in LABELS if not (root / label).is_dir()]
     if missing:
         hint = (f" ({BACKGROUND_DIR} is there: for the full dataset, {TESTING_LIST} is needed too)"
@@ -189,8 +182,6 @@ def scan_test_set(root: Path) -> list[list[str]]:
 
 def scan_full(root: Path, silence_dir: Path) -> list[list[str]]:
     """Per-label paths of the full dataset's testing list plus cut background-noise silence."""
-    from sut.errors import DatasetError
-
     per_label: list[list[str]] = [[] for _ in LABELS]
     listed = [line.strip() for line in (root / TESTING_LIST).read_text().splitlines() if line.strip()]
     for relative in listed:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.imagenet import ImageNet
+from sut.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ def make_images(directory: Path) -> None:
 
 def make_model(path: Path) -> None:
     """Write the nearest-prototype classifier as ONNX (needs the ``onnx`` package)."""
-    from sut.errors import BackendUnavailable
-
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper

@@ -11,7 +11,7 @@ import sys
 import backends
 import datasets
 import profiles
-from sut.errors import BackendUnavailable, ConfigError, HarnessError
+from sut.errors import BackendFailure, BackendUnavailable, ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,6 @@ def check_submission(root: str) -> int:
 
 def submit(cfg, args, division: str) -> int:
     from submission import run_submission
-    from sut.errors import BackendFailure
-
     if not args.submitter:
         raise ConfigError("--submission needs --submitter NAME (the directory name in the tree)")
     try:

@@ -11,6 +11,8 @@ import sys
 from importlib import metadata
 from typing import Any, BinaryIO, List
 
+from sut.errors import ConfigError
+
 if sys.version_info >= (3, 11):
     import tomllib as _toml
 else:  # Python 3.8-3.10: the same parser, published as 'tomli'
@@ -25,8 +27,6 @@ TOMLDecodeError = _toml.TOMLDecodeError if _toml else ValueError
 def load_toml(stream: BinaryIO) -> dict[str, Any]:
     """Parse a TOML file opened in binary mode (tomllib / tomli)."""
     if _toml is None:
-        from sut.errors import ConfigError
-
         raise ConfigError("reading profiles on Python < 3.11 needs the 'tomli' package: pip install tomli")
     return _toml.load(stream)
 

@@ -1,11 +1,12 @@
-"""One exception type per kind of user mistake or runtime failure.
+"""One exception type per kind of user mistake or runtime failure: the ground floor.
 
 Every error the harness raises on purpose derives from :class:`HarnessError`;
 the CLI prints ``error: <message>`` on one line and exits with the error's
 ``exit_code``. Messages name the offending value and what would be accepted.
 
-This module imports nothing heavy so that backends and datasets can use it
-without pulling in LoadGen.
+This module imports nothing (``sut/__init__.py`` is empty too), so every
+package -- backends, datasets, profiles, submission, sut -- imports it at module
+top without an import cycle or LoadGen (tests/sut/test_errors.py keeps it so).
 """
 
 

@@ -22,7 +22,7 @@ from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
 from sut import runner
-from sut.errors import DatasetError, HarnessError, ModelError
+from sut.errors import ConfigError, DatasetError, HarnessError, ModelError
 from sut.results import RunDirectory
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,6 @@ def calibration_sources(cfg: Config, dataset) -> list:
     Calibrating on scored samples would flatter int8's accuracy, so a dataset
     scored whole has none to give: ConfigError, naming ``--count``.
     """
-    from sut.errors import ConfigError
-
     if cfg.calibration_count < 1:
         raise ConfigError(f"'calibration_count' must be at least 1, got {cfg.calibration_count}")
     whole = datasets.create(cfg.dataset, cfg.dataset_path, None, cfg.dataset_options)

@@ -34,7 +34,7 @@ from typing import Any
 
 from profiles import Config
 from sut import logs
-from sut.errors import HarnessError
+from sut.errors import ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ NOISE_FLOOR = 0.02
 
 
 def parse_precisions(text: str) -> list[str]:
-    from sut.errors import ConfigError
-
     values = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in values if p not in PRECISIONS]
     if bad or not values:
