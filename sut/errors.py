@@ -9,6 +9,8 @@ package -- backends, datasets, profiles, submission, sut -- imports it at module
 top without an import cycle or LoadGen (tests/sut/test_errors.py keeps it so).
 """
 
+import signal
+
 
 class HarnessError(Exception):
     """Base class: an error the CLI reports in one line."""
@@ -50,3 +52,13 @@ class ResultsError(HarnessError):
     """The output directory cannot be written without losing earlier results."""
 
     exit_code = 7
+
+
+class Interrupted(HarnessError):
+    """Ctrl-C (SIGINT) or SIGTERM ended the run; exit 128 + the signal number."""
+
+    def __init__(self, signum: int = 2, message: str | None = None):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name if signum in {s.value for s in signal.Signals} else str(signum)
+        super().__init__(message or f"interrupted by {name}")
