@@ -32,6 +32,8 @@ class Completer:
         self.error: BaseException | None = None
         self.completed_samples = 0
         self._last_progress = time.monotonic()
+        from sut.latencies import Recorder
+        self.latencies = Recorder()  # per-token issue/completion times (sut/latencies.py)
 
     def start(self, ids: list[int]) -> int | None:
         """Register work for ``ids``; returns its token, or None after a failure
@@ -50,7 +52,7 @@ class Completer:
             entry = self._outstanding.pop(token, None)
         if entry is None:
             return  # already completed empty after a failure
-        self._last_progress = time.monotonic()
+        now = self._last_progress = time.monotonic()
         ids = entry[0]
         if len(responses) != len(ids):
             self.fail(BackendFailure(f"backend returned {len(responses)} results for {len(ids)} samples"))
@@ -62,6 +64,7 @@ class Completer:
         lg.QuerySamplesComplete(
             [lg.QuerySampleResponse(i, base + k * row_bytes, row_bytes) for k, i in enumerate(ids)]
         )
+        self.latencies.add(token, entry[1], now, len(ids))
         self.completed_samples += len(ids)
 
     def discard(self, token: int) -> None:

@@ -1,0 +1,147 @@
+"""Per-query latencies, recorded by the SUT at almost no cost per query.
+
+The :class:`~sut.completion.Completer` already timestamps every piece of work
+it registers (``start``) and reads the clock again when it completes it
+(``finish``); :meth:`Recorder.add` stores those two times and the number of
+samples into preallocated C ``double`` arrays, indexed by the work's token
+(tokens count up from 0 in issue order). No Python object is kept per query:
+storage grows in fixed chunks of :data:`CHUNK` tokens, allocated zeroed at C
+speed, and a chunk never moves once allocated, so worker threads finishing
+work concurrently never write into a buffer that is being replaced.
+
+A token is one query in SingleStream and Server (and MultiStream with one
+model instance); otherwise a part of a query (a queue item of an Offline
+query, a MultiStream query split across instances). Times come from
+``time.monotonic()``, LoadGen's clock (``std::chrono::steady_clock``) on
+Linux; they run from when the SUT registers the work to just before it hands
+the responses to ``QuerySamplesComplete``, so they leave out LoadGen's own
+scheduling and are a little shorter than the latencies LoadGen reports.
+
+:func:`save` writes them as ``latencies.npy`` next to LoadGen's logs: a
+structured array with ``issue_s`` and ``complete_s`` (seconds since the
+first issue) and ``samples`` per token, in issue order; work completed empty
+after a failure is left out. :func:`load` reads it back.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from array import array
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CHUNK_BITS = 14
+#: tokens per storage chunk (3 doubles each: 384 KiB)
+CHUNK = 1 << CHUNK_BITS
+_MASK = CHUNK - 1
+FILENAME = "latencies.npy"
+DTYPE = np.dtype([("issue_s", "<f8"), ("complete_s", "<f8"), ("samples", "<i4")])
+
+#: the most recent recorders of this process, oldest first (see :func:`recent`)
+_RECENT: collections.deque = collections.deque(maxlen=8)
+
+
+class Recorder:
+    """Issue and completion times of every token, in C arrays."""
+
+    def __init__(self):
+        self._chunks: list[array] = [_zeros()]
+        self._grow_lock = threading.Lock()
+        _RECENT.append(self)
+
+    def add(self, token: int, start: float, end: float, samples: int) -> None:
+        """Record ``token``'s times (the hot path: a few stores, no allocation
+        except once per :data:`CHUNK` tokens)."""
+        try:
+            chunk = self._chunks[token >> CHUNK_BITS]
+        except IndexError:
+            chunk = self._grow(token >> CHUNK_BITS)
+        k = (token & _MASK) * 3
+        chunk[k] = start
+        chunk[k + 1] = end
+        chunk[k + 2] = samples
+
+    def _grow(self, index: int) -> array:
+        with self._grow_lock:  # two threads may reach a new chunk at once
+            while len(self._chunks) <= index:
+                self._chunks.append(_zeros())
+            return self._chunks[index]
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._raw()[:, 2]))
+
+    def _raw(self) -> np.ndarray:
+        chunks = list(self._chunks)
+        if len(chunks) == 1:
+            return np.frombuffer(chunks[0], dtype=np.float64).reshape(-1, 3).copy()
+        return np.concatenate([np.frombuffer(c, dtype=np.float64) for c in chunks]).reshape(-1, 3)
+
+    def table(self) -> np.ndarray:
+        """The recorded tokens in issue order, as a :data:`DTYPE` array with
+        times in seconds since the first issue."""
+        raw = self._raw()
+        raw = raw[raw[:, 2] > 0]
+        out = np.empty(len(raw), dtype=DTYPE)
+        origin = raw[:, 0].min() if len(raw) else 0.0
+        out["issue_s"] = raw[:, 0] - origin
+        out["complete_s"] = raw[:, 1] - origin
+        out["samples"] = raw[:, 2]
+        return out
+
+
+def _zeros() -> array:
+    return array("d", bytes(8 * 3 * CHUNK))
+
+
+def recent(count: int) -> list[Recorder]:
+    """The last ``count`` recorders created in this process, oldest first
+    (one per LoadGen test: ``sut.runner.run_test`` makes one Completer each)."""
+    if count <= 0:
+        return []
+    return list(_RECENT)[-count:]
+
+
+def save(recorder: Recorder | np.ndarray, directory: Path) -> Path:
+    """Write ``latencies.npy`` into ``directory``; returns its path."""
+    table = recorder.table() if isinstance(recorder, Recorder) else recorder
+    path = Path(directory) / FILENAME
+    np.save(path, table, allow_pickle=False)
+    return path
+
+
+def load(directory_or_file: Path) -> np.ndarray | None:
+    """The table :func:`save` wrote (a directory or the file), or None when absent."""
+    path = Path(directory_or_file)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        return None
+    table = np.load(path, allow_pickle=False)
+    if table.dtype.names is None or not set(DTYPE.names) <= set(table.dtype.names):
+        log.warning("%s is not a latency table (fields %s)", path, table.dtype.names)
+        return None
+    return table
+
+
+def latencies_s(table: np.ndarray) -> np.ndarray:
+    """Latency of each token in seconds."""
+    return table["complete_s"] - table["issue_s"]
+
+
+def expected_samples(detail: dict, scenario: str) -> int | None:
+    """How many samples LoadGen issued in a performance test, from its detail log."""
+    queries = detail.get("result_query_count")
+    if scenario == "Offline":
+        value = detail.get("generated_samples_per_query")
+        return int(value) if value is not None else None
+    if queries is None:
+        return None
+    if scenario == "MultiStream":
+        per_query = detail.get("effective_samples_per_query") or detail.get("generated_samples_per_query") or 8
+        return int(queries) * int(per_query)
+    return int(queries)
