@@ -9,10 +9,12 @@ printed and saved with the results.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 from sut.compat import TOMLDecodeError, load_toml
+from sut import limits, user_conf
 from sut.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent
@@ -63,6 +65,7 @@ class Config:
     sample_timeout_s: float = 60.0     # a sample unanswered this long fails the run
     server_batch_timeout_ms: float = 0.0   # Server: wait this long for a batch to fill (0: batch what is queued)
     trace: bool = False                # LoadGen trace log (slow, large)
+    audit_conf: str | None = None      # LoadGen audit.config to apply (a compliance test); None: none
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +115,7 @@ def merge(base: Config, values: Mapping[str, Any], source: str) -> Config:
         if isinstance(value, dict):
             updates[key] = {**getattr(base, key), **value}
     merged = dataclasses.replace(base, **updates)
-    validate(merged)
+    validate(merged, source)
     return merged
 
 
@@ -134,20 +137,94 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     return want(value)
 
 
-def validate(cfg: Config) -> None:
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """The accepted range of one numeric setting (``None``: no bound on that side)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False   # low itself is refused (> low rather than >= low)
+    note: str = ""           # what special values mean, e.g. "0 = automatic"
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe(self) -> str:
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        high = None if self.high is None else f"<= {self.high:g}"
+        text = " and ".join(t for t in (low, high) if t) or "any finite number"
+        return text + (f" ({self.note})" if self.note else "")
+
+
+#: the most model instances a backend is asked for (each is a model copy and a thread)
+MAX_INSTANCES = 64
+#: the most runtime threads per instance and preprocessing workers
+MAX_THREADS = 1024
+#: the largest batch per inference
+MAX_BATCH_SIZE = 65536
+
+#: accepted range of every numeric Config field (``None`` values are "not set": LoadGen's or the backend's default)
+RANGES: dict[str, Bound] = {
+    "count": Bound(1),
+    "samples_per_query": Bound(1, 65536),
+    "min_duration_ms": Bound(0, note="milliseconds; --time is in seconds"),
+    "min_query_count": Bound(0),
+    "max_query_count": Bound(0, note="0 = no limit"),
+    "performance_sample_count": Bound(1),
+    "target_qps": Bound(0, low_open=True),
+    "target_latency_ms": Bound(0, low_open=True),
+    "threads": Bound(0, MAX_THREADS, note="0 = the runtime's default"),
+    "instances": Bound(0, MAX_INSTANCES, note="0 = the backend's choice"),
+    "max_batch_size": Bound(1, MAX_BATCH_SIZE),
+    "calibration_count": Bound(1),
+    "preprocess_workers": Bound(0, MAX_THREADS, note="0 = one per core"),
+    "sample_timeout_s": Bound(0, low_open=True),
+    "server_batch_timeout_ms": Bound(0),
+}
+
+#: the command-line option of a field, where it differs from ``--field-name``
+FLAGS = {
+    "min_duration_ms": "--min-duration (or --time in seconds)",
+    "max_batch_size": "--max-batchsize",
+    "sample_timeout_s": "--sample-timeout",
+    "calibration_count": "calibration_count (profile key)",
+}
+
+
+def option_name(key: str) -> str:
+    """How the user spells a field: ``--target-qps / target_qps``."""
+    flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+    return flag if flag.startswith(key) else f"{flag} / {key}"
+
+
+def validate(cfg: Config, source: str = "the configuration") -> None:
+    """Check every value of ``cfg``; ConfigError names the option, the value and the accepted range."""
     if cfg.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario '{cfg.scenario}'; choose one of: {', '.join(SCENARIOS)}")
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode '{cfg.mode}'; choose one of: {', '.join(MODES)}")
-    for key in ("count", "samples_per_query", "max_batch_size", "performance_sample_count"):
+    for key, bound in RANGES.items():
         value = getattr(cfg, key)
-        if value is not None and value < 1:
-            raise ConfigError(f"'{key}' must be at least 1, got {value}")
-    for key in ("threads", "instances", "preprocess_workers"):
-        if getattr(cfg, key) < 0:
-            raise ConfigError(f"'{key}' must be 0 (automatic) or more, got {getattr(cfg, key)}")
-    if cfg.sample_timeout_s <= 0:
-        raise ConfigError(f"'sample_timeout_s' must be positive, got {cfg.sample_timeout_s}")
+        if value is not None and not bound.accepts(value):
+            what = "a finite number " if "float" in str(FIELDS[key].type) else "a whole number "
+            raise ConfigError(f"{option_name(key)} must be {what}{bound.describe()}, got {value!r} (from {source})")
+    if cfg.max_query_count and cfg.min_query_count is not None and cfg.min_query_count > cfg.max_query_count:
+        raise ConfigError(f"--min-query-count {cfg.min_query_count} is above --max-query-count "
+                          f"{cfg.max_query_count} (from {source}): raise the maximum or lower the minimum")
+
+
+def check_query_budget(cfg: Config, user_values: Mapping[str, Any] | None = None) -> None:
+    """The part of :func:`sut.limits.check_query_budget` known before the warm-up:
+    an explicit rate (``--target-qps``, ``--target-latency-ms``) with the duration."""
+    if cfg.mode == "accuracy":
+        return
+    settings = limits.config_settings(cfg, dict(user_values or {}))
+    if settings is not None:
+        limits.check_query_budget(cfg.scenario, settings)
 
 
 def resolve(profile: str | None, overrides: Mapping[str, Any]) -> Config:
@@ -156,4 +233,9 @@ def resolve(profile: str | None, overrides: Mapping[str, Any]) -> Config:
     if profile:
         cfg = merge(cfg, load_profile(profile), f"profile '{profile}'")
     cli = {k: v for k, v in overrides.items() if v is not None}
-    return merge(cfg, cli, "the command line")
+    cfg = merge(cfg, cli, "the command line")
+    # user.conf and the query budget are checked here, before anything is
+    # preprocessed or loaded (both read only files, never LoadGen)
+    values = user_conf.validate(cfg.user_conf, (cfg.mlperf_model, cfg.model_name), cfg.scenario)
+    check_query_budget(cfg, values)
+    return cfg

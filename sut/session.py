@@ -21,7 +21,7 @@ import datasets
 from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
-from sut import runner
+from sut import runner, user_conf
 from sut.errors import ConfigError, DatasetError, HarnessError, ModelError
 from sut.results import RunDirectory
 
@@ -121,6 +121,7 @@ class Parts:
 
 def open_dataset(cfg: Config):
     """Scan the dataset and find the model; raises before anything is written."""
+    user_conf.validate(cfg.user_conf, (cfg.mlperf_model, cfg.model_name), cfg.scenario)  # before any work
     dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
     if not cfg.dataset_path and dataset.path_hint:
         raise DatasetError(f"profile '{cfg.profile}' runs on the {cfg.dataset} dataset: "

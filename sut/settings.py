@@ -14,6 +14,7 @@ import os
 import mlperf_loadgen as lg
 
 from profiles import Config
+from sut import user_conf
 from sut.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,10 @@ def build(cfg: Config, mode: str, estimate: Estimate | None) -> lg.TestSettings:
     if cfg.user_conf:
         if not os.path.isfile(cfg.user_conf):
             raise ConfigError(f"user.conf not found: {cfg.user_conf}")
-        rc = settings.FromConfig(cfg.user_conf, cfg.mlperf_model, cfg.scenario, 2)
+        # checked line by line (LoadGen ignores unknown keys); lines under the
+        # profile's model name (mobilenet.*) reach LoadGen as its model name
+        with user_conf.for_loadgen(cfg.user_conf, (cfg.mlperf_model, cfg.model_name), cfg.scenario) as path:
+            rc = settings.FromConfig(path, cfg.mlperf_model, cfg.scenario, 2)
         if rc != 0:
             raise ConfigError(f"LoadGen could not read user.conf {cfg.user_conf} (code {rc})")
     settings.scenario = SCENARIO[cfg.scenario]
