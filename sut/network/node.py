@@ -1,0 +1,228 @@
+"""The SUT node: ``run.py serve`` loads a backend and its dataset and answers sample indices.
+
+It prepares exactly what a local run prepares (the same dataset scan, backend
+options, model check and preprocessing cache, see ``sut.session``) but never
+imports LoadGen (``sut.session`` does, through ``sut.runner``), so a device
+host needs only NumPy, its runtime and grpcio. Each ``Predict`` call takes one
+free model instance, runs the indices through the backend in batches the model
+accepts and the dataset's ``postprocess``, the same steps as
+``sut.scenarios.Predictor``, and answers the response rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import queue
+import secrets
+import statistics
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import numpy as np
+
+import backends
+import datasets
+from backends.base import BackendOptions
+from datasets import cache
+from profiles import Config
+from sut.errors import BackendFailure, ConfigError, DatasetError, ModelError
+from sut.network import auth, fingerprint, protocol
+
+log = logging.getLogger(__name__)
+
+#: gRPC worker threads beyond one per model instance (Describe, refusals)
+SPARE_THREADS = 2
+
+
+def cache_root(cfg: Config):
+    """Where preprocessed samples are kept: the same rule as ``sut.session.cache_root``."""
+    if cfg.cache_dir == "none":
+        return None
+    return Path(cfg.cache_dir) if cfg.cache_dir else cache.DEFAULT_CACHE_DIR
+
+
+class Model:
+    """A loaded backend with its dataset's preprocessed samples."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
+        if not cfg.dataset_path and dataset.path_hint:
+            raise DatasetError("profile '%s' runs on the %s dataset: pass --dataset-path with %s"
+                               % (cfg.profile, cfg.dataset, dataset.path_hint))
+        dataset.cache_root = cache_root(cfg)
+        dataset.scan()
+        model = cfg.model or dataset.default_model()
+        if model is None and cfg.backend != "null":
+            raise ModelError("profile '%s' names no model: pass --model PATH" % cfg.profile)
+        if cfg.precision == "int8":
+            raise ConfigError("a SUT node cannot calibrate int8 yet: calibrate once in a local run "
+                              "(the backend caches the result) or serve the model's own precision")
+        root = cache_root(cfg)
+        options = BackendOptions(threads=cfg.threads, instances=cfg.instances, max_batch_size=cfg.max_batch_size,
+                                 device=cfg.device, precision=cfg.precision, extra=dict(cfg.backend_options),
+                                 cache_dir=str(root) if root else None)
+        self.dataset, self.model_path = dataset, model
+        self.backend = backends.create(cfg.backend, options)
+        self.backend.__enter__()
+        try:
+            self.info = self.backend.load(model)
+            dataset.check_model(self.info)
+            self.store = cache.prepare(dataset.sources, dataset.preprocessor(self.info.input), self.info.input,
+                                       dataset.cache_key(self.info.input), root, cfg.preprocess_workers,
+                                       cfg.progress)
+        except BaseException:
+            self.close()
+            raise
+        self.instances = max(1, self.info.instances)
+        self._free: queue.Queue = queue.Queue()
+        for i in range(self.instances):
+            self._free.put(i)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def predict(self, indices: np.ndarray) -> np.ndarray:
+        """Responses (n, width) float32 for dataset ``indices``, on the next free instance."""
+        instance = self._free.get()
+        try:
+            return self._predict(indices, instance)
+        finally:
+            self._free.put(instance)
+
+    def _predict(self, indices, instance) -> np.ndarray:
+        rows = self.store.rows(indices)
+        n, info = len(rows), self.info
+        if info.accepts_batch(n):
+            outputs = self._checked(self.backend.predict(rows, instance), n)
+        elif info.max_batch_size == 1:
+            outputs = self._checked(self.backend.predict_each([rows[i:i + 1] for i in range(n)], instance), n)
+        else:
+            parts, start = [], 0
+            for size in info.split_batch(n):
+                parts.append(self._checked(self.backend.predict(rows[start:start + size], instance), size))
+                start += size
+            outputs = np.concatenate(parts)
+        responses = self.dataset.postprocess(outputs, info)
+        return np.ascontiguousarray(responses, dtype=protocol.ROW_DTYPE).reshape(n, -1)
+
+    @staticmethod
+    def _checked(outputs, n):
+        if len(outputs) != n:
+            raise BackendFailure("backend returned %d results for a batch of %d samples" % (len(outputs), n))
+        return outputs
+
+    def warm_up(self, min_time_s: float = 0.3) -> dict:
+        """Time single samples and full batches (the LoadGen node sets its expectations from them)."""
+        def timed(indices):
+            times, start = [], time.perf_counter()
+            while len(times) < 3 or (time.perf_counter() - start < min_time_s and len(times) < 50):
+                t0 = time.perf_counter()
+                out = self._predict(indices, 0)
+                times.append(time.perf_counter() - t0)
+            return out, times
+
+        first, times = timed(np.array([0]))
+        latency = statistics.median(times)
+        batch = max(1, min(self.info.max_batch_size, len(self.store)))
+        _, batch_times = timed(np.arange(batch))
+        return {"latency_s": latency, "samples_per_s": self.instances * batch / min(batch_times),
+                "response_width": int(first.shape[1])}
+
+    def close(self) -> None:
+        self.backend.__exit__(None, None, None)
+
+
+class Node:
+    """The gRPC service around a :class:`Model`."""
+
+    def __init__(self, model: Model, token: bytes | None, describe: dict):
+        self.model, self.token = model, token
+        self.boot_id = secrets.token_bytes(protocol.BOOT_ID_BYTES)
+        self.description = dict(describe, boot_id=self.boot_id.hex(), protocol=protocol.VERSION)
+        self.served = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def handlers(self):
+        import grpc
+
+        return grpc.method_handlers_generic_handler(protocol.SERVICE, {
+            "Describe": grpc.unary_unary_rpc_method_handler(self.describe),
+            "Predict": grpc.unary_unary_rpc_method_handler(self.predict),
+        })
+
+    def _authorised(self, context) -> None:
+        import grpc
+
+        if not auth.allowed(context.invocation_metadata(), self.token):
+            with self._lock:
+                self.refused += 1
+            log.warning("refused a call from %s: wrong or missing token", context.peer())
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing token (--token-file)")
+
+    def describe(self, request: bytes, context) -> bytes:
+        import grpc
+        import json
+
+        self._authorised(context)
+        if request:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Describe takes an empty request")
+        return json.dumps(self.description, default=str).encode()
+
+    def predict(self, request: bytes, context) -> bytes:
+        import grpc
+
+        self._authorised(context)
+        try:
+            indices = protocol.decode_request(request, len(self.model))
+        except protocol.MessageError as exc:
+            log.warning("malformed request from %s: %s", context.peer(), exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            rows = self.model.predict(indices)
+        except Exception as exc:  # the node keeps serving; the LoadGen node decides what to do
+            log.error("backend failed: %s: %s", type(exc).__name__, exc)
+            context.abort(grpc.StatusCode.INTERNAL, "backend failed: %s: %s" % (type(exc).__name__, exc))
+        with self._lock:
+            self.served += len(indices)
+        return protocol.encode_response(self.boot_id, rows)
+
+
+def describe(cfg: Config, model: Model, speed: dict) -> dict:
+    """What a node reports about itself (recorded by the LoadGen node with the results)."""
+    return {
+        "profile": cfg.profile, "backend": model.backend.describe(), "model": model.info.describe(),
+        "model_path": str(model.model_path), "model_fingerprint": fingerprint.model_fingerprint(model.model_path),
+        "dataset": {"name": cfg.dataset, "path": cfg.dataset_path, "count": len(model),
+                    "fingerprint": fingerprint.dataset_fingerprint(model.dataset)},
+        "device": cfg.device, "instances": model.instances, "max_batch_size": model.info.max_batch_size,
+        "speed": speed, "response_width": speed["response_width"],
+        "host": {"name": platform.node(), "machine": platform.machine(), "platform": platform.platform(),
+                 "processor": platform.processor(), "cpus": os.cpu_count(),
+                 "python": sys.version.split()[0]},
+    }
+
+
+def start(node: Node, host: str, port: int, threads: int):
+    """A started gRPC server for ``node``; returns (server, bound port)."""
+    import grpc
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="node"),
+        handlers=(node.handlers(),),
+        options=[("grpc.max_receive_message_length", protocol.MAX_REQUEST_BYTES),
+                 ("grpc.max_send_message_length", protocol.MAX_RESPONSE_BYTES),
+                 ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=threads * 16)
+    bound = server.add_insecure_port(auth.join_address(host, port))
+    if not bound:
+        raise ConfigError("cannot listen on %s (address in use or not on this host): choose another --listen"
+                          % auth.join_address(host, port))
+    server.start()
+    return server, bound

@@ -1,0 +1,255 @@
+"""The LoadGen node's run: ``run.py --nodes HOST:PORT,... [the options of a local run]``.
+
+Like ``sut.session.execute`` but the SUT is LoadGen's query dispatch library
+(``lg.ConstructQDL``) in front of remote nodes: this host scans the dataset
+(its labels score the accuracy log exactly as a local run does) and holds no
+preprocessed samples; the QSL's load/unload have nothing to do here, each
+node keeps its whole preprocessed copy. Before any test every node must
+report the dataset fingerprint computed here and the same model fingerprint
+(that of ``--model`` when this host has the file).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mlperf_loadgen as lg
+
+from profiles import Config
+from sut import accuracy as accuracy_mod
+from sut import logs, runner, session
+from sut import settings as settings_mod
+from sut.completion import Completer, Watchdog
+from sut.errors import BackendFailure, ConfigError, HarnessError
+from sut.network import dispatch, fingerprint
+from sut.results import RunDirectory
+
+log = logging.getLogger(__name__)
+
+#: single-sample round trips timed per node before the test (network + node)
+PROBE_CALLS = 20
+
+
+def connect(addresses: list, token) -> list:
+    nodes = []
+    try:
+        for address in addresses:
+            if address in (n.address for n in nodes):
+                raise ConfigError("--nodes names %s twice" % address)
+            nodes.append(dispatch.RemoteNode(address, token))
+    except BaseException:
+        for node in nodes:
+            node.close()
+        raise
+    return nodes
+
+
+def check_identity(nodes: list, dataset, model) -> dict:
+    """ConfigError unless every node has this host's dataset and one model; returns the fingerprints."""
+    data_fp = fingerprint.dataset_fingerprint(dataset)
+    local_model = fingerprint.model_fingerprint(model) if model else None
+    if local_model and local_model.startswith("missing:"):
+        local_model = None  # this host need not hold the model file
+    first = nodes[0]
+    for node in nodes:
+        got = node.info["dataset"]
+        if got.get("fingerprint") != data_fp or got.get("count") != len(dataset):
+            raise ConfigError("node %s holds another dataset (%s samples, fingerprint %s) than this host's "
+                              "%s (%d samples, fingerprint %s): give both the same --dataset-path contents "
+                              "and --count" % (node.address, got.get("count"), str(got.get("fingerprint"))[:12],
+                                               dataset.path, len(dataset), data_fp[:12]))
+        want = local_model or first.info["model_fingerprint"]
+        if node.info["model_fingerprint"] != want:
+            other = "--model %s here" % model if local_model else "node %s" % first.address
+            raise ConfigError("node %s runs another model (%s, sha256 %s) than %s (sha256 %s): serve the same "
+                              "model file everywhere" % (node.address, node.info.get("model_path"),
+                                                         node.info["model_fingerprint"][:12], other, want[:12]))
+        if node.width != first.width:
+            raise ConfigError("node %s answers rows of %d values, node %s of %d: serve the same profile"
+                              % (node.address, node.width, first.address, first.width))
+    return {"dataset": data_fp, "model": nodes[0].info["model_fingerprint"]}
+
+
+def probe(nodes: list, timeout_s: float) -> settings_mod.Estimate:
+    """Time single-sample round trips and add up the nodes' throughput: LoadGen's expectations."""
+    latencies = []
+    for node in nodes:
+        times = []
+        for i in range(PROBE_CALLS):
+            t0 = time.perf_counter()
+            try:
+                node.predict([i % node.count], timeout_s)
+            except Exception as exc:
+                raise BackendFailure("node %s failed before the test: %s"
+                                     % (node.address, dispatch.describe_failure(exc, timeout_s))) from None
+            times.append(time.perf_counter() - t0)
+        node.info["round_trip_s"] = statistics.median(times)
+        latencies.append(statistics.median(times))
+    samples_per_s = sum(float(n.info["speed"]["samples_per_s"]) for n in nodes)
+    latency = min(latencies)
+    return settings_mod.Estimate(latency_s=latency, query_latency_s=latency, samples_per_s=samples_per_s)
+
+
+class NetworkSUT:
+    """LoadGen's QDL callbacks: queries become work items for the :class:`~dispatch.Dispatcher`."""
+
+    def __init__(self, dispatcher: dispatch.Dispatcher, scenario: str, name: str):
+        self.dispatcher, self.scenario, self.name = dispatcher, scenario, name
+
+    def issue(self, samples) -> None:
+        try:
+            ids = [s.id for s in samples]
+            indices = [s.index for s in samples]
+            n = len(ids)
+            item = self.dispatcher.item_size(n) if self.scenario == "Offline" else n
+            for start in range(0, n, item):
+                self.dispatcher.submit(ids[start:start + item], indices[start:start + item])
+        except BaseException as exc:  # an exception inside LoadGen's callback breaks LoadGen
+            self.dispatcher.completer.fail(exc)
+
+    def flush(self) -> None:
+        pass
+
+    def get_name(self) -> str:
+        return self.name
+
+
+def run_test(cfg: Config, mode: str, nodes: list, dataset, estimate, outdir: Path, on_failure: str):
+    """One LoadGen test over the nodes; a ``runner.TestResult`` with the dispatch record in ``detail``."""
+    result = runner.TestResult(cfg.scenario, mode, outdir)
+    test_settings = settings_mod.build(cfg, mode, estimate)
+    count = len(dataset)
+    perf_count = min(test_settings.performance_sample_count_override or count, count)
+    test_settings.performance_sample_count_override = perf_count
+    completer = Completer()
+    live = [n for n in nodes if not n.dead]
+    dispatcher = dispatch.Dispatcher(live, completer, on_failure, cfg.sample_timeout_s)
+    name = "network SUT: " + ", ".join("%s (%s)" % (n.address, n.info["host"]["name"]) for n in live)
+    sut = NetworkSUT(dispatcher, cfg.scenario, name)
+    lg_qdl = lg.ConstructQDL(sut.issue, sut.flush, sut.get_name)
+    lg_qsl = lg.ConstructQSL(count, perf_count, _nothing, _nothing)
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(outdir)
+    log_settings.log_output.copy_summary_to_stdout = False
+    log_settings.enable_trace = cfg.trace
+    audit = str(outdir / "audit.config")
+    thread = threading.Thread(target=lg.StartTestWithLogSettings,
+                              args=(lg_qdl, lg_qsl, test_settings, log_settings, audit), name="loadgen", daemon=True)
+    # the nodes' calls time out after --sample-timeout and are re-sent; this
+    # watchdog catches what that cannot (every node stuck, a lost item)
+    with Watchdog(completer, 2 * cfg.sample_timeout_s + 1):
+        thread.start()
+        failed_at = None
+        while thread.is_alive():
+            thread.join(0.05)
+            if completer.failed.is_set():
+                failed_at = failed_at or time.monotonic()
+                if time.monotonic() - failed_at > runner.FAILURE_GRACE_S:
+                    result.hung = True
+                    break
+    result.detail = {"dispatch": {"redispatched_samples": dispatcher.redispatched, "events": dispatcher.events,
+                                  "nodes": [n.record() for n in nodes]}}
+    if completer.error is not None:
+        result.error = runner._one_line(completer.error)
+    if result.hung:
+        result.error = (result.error or "run failed") + "; LoadGen did not finish, process must exit"
+        return result
+    dispatcher.close()
+    lg.DestroyQSL(lg_qsl)
+    lg.DestroyQDL(lg_qdl)
+    result.detail.update(logs.read_detail(outdir / "mlperf_log_detail.txt"))
+    if result.error:
+        return result
+    if mode == "performance":
+        result.validity = result.detail.get("result_validity")
+        result.metric = logs.metric(result.detail, cfg.scenario)
+        if result.validity != "VALID":
+            result.reasons = logs.invalid_reasons(result.detail)
+    else:
+        try:
+            result.accuracy = accuracy_mod.score_log(outdir / "mlperf_log_accuracy.json", dataset, count)
+            accuracy_mod.write_accuracy_txt(outdir / "accuracy.txt", result.accuracy)
+        except BackendFailure as exc:
+            result.error = str(exc)
+    return result
+
+
+def _nothing(indices) -> None:
+    """The QSL's load/unload: the samples live on the nodes."""
+
+
+def execute(cfg: Config, addresses: list, token, on_failure: str = "redispatch", echo=print) -> session.Outcome:
+    modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
+    dataset, model = session.open_dataset(cfg)
+    nodes = connect(addresses, token)
+    try:
+        fingerprints = check_identity(nodes, dataset, model)
+        estimate = probe(nodes, cfg.sample_timeout_s)
+        return _run(cfg, modes, nodes, dataset, model, estimate, fingerprints, on_failure, echo)
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def _run(cfg, modes, nodes, dataset, model, estimate, fingerprints, on_failure, echo):
+    run_dir = RunDirectory(cfg.output, "%s-%s-%dnodes" % (cfg.profile or cfg.model_name, cfg.scenario, len(nodes)))
+    record = {"config": cfg.to_dict(), "model_path": model, "python": sys.version.split()[0],
+              "platform": platform.platform(), "response_dtype": "float32",
+              "loadgen_node": {"host": platform.node(), "machine": platform.machine()},
+              "number_of_nodes": len(nodes), "on_node_failure": on_failure, "fingerprints": fingerprints,
+              "warm_up": {"latency_s": estimate.latency_s, "samples_per_s": estimate.samples_per_s},
+              "backend": nodes[0].info.get("backend"), "model": nodes[0].info.get("model")}
+    system = cfg.system or "%s-%dnodes-%s" % (nodes[0].info["host"].get("machine") or "cpu", len(nodes), cfg.backend)
+    tests = []
+    try:
+        for mode in modes:
+            if all(n.dead for n in nodes):
+                break
+            outdir = run_dir.test_dir(system, cfg.model_name, cfg.scenario, mode)
+            echo("running %s %s test (%d samples) on %d node(s) ..." % (
+                cfg.scenario, mode, len(dataset), sum(not n.dead for n in nodes)))
+            result = run_test(cfg, mode, nodes, dataset, estimate, outdir, on_failure)
+            tests.append(result)
+            if not result.ok:
+                break
+    except HarnessError as exc:
+        record["error"] = str(exc)
+        run_dir.write_json("config.json", record)
+        run_dir.write_text("summary.txt", "FAILED: %s\n" % exc)
+        run_dir.finish(ok=False)
+        raise
+    record["nodes"] = [n.record() for n in nodes]
+    record["results"] = [dict(session._test_record(t), dispatch=t.detail.get("dispatch")) for t in tests]
+    outcome = session.Outcome(run_dir.path, tests, "")
+    run_dir.write_json("config.json", record)
+    text = session.summarize(cfg, tests, run_dir.path, record.get("backend"))
+    if outcome.hung:
+        outcome.summary = _with_nodes(text, nodes, tests)
+        run_dir.write_text("summary.txt", outcome.summary)
+        return outcome
+    final = run_dir.finish(ok=outcome.ok)
+    outcome.directory = final
+    outcome.summary = _with_nodes(session.summarize(cfg, tests, final, record.get("backend")), nodes, tests)
+    (final / "summary.txt").write_text(outcome.summary)
+    return outcome
+
+
+def _with_nodes(summary: str, nodes: list, tests: list) -> str:
+    """The local summary with one line per node before its last ``results`` line."""
+    lines = summary.rstrip("\n").split("\n")
+    extra = ["nodes     : %d" % len(nodes)]
+    for node in nodes:
+        state = "FAILED (%s)" % node.reason if node.dead else "ok"
+        extra.append("  %-22s %s, %d samples in %d requests, round trip %.0f us: %s" % (
+            node.address, node.info["host"]["name"], node.samples, node.requests,
+            node.info.get("round_trip_s", 0) * 1e6, state))
+    moved = sum((t.detail.get("dispatch") or {}).get("redispatched_samples", 0) for t in tests)
+    if moved:
+        extra.append("  %d sample(s) re-sent to other nodes after a node failed" % moved)
+    return "\n".join(lines[:-1] + extra + lines[-1:]) + "\n"
