@@ -66,6 +66,7 @@ class Config:
     server_batch_timeout_ms: float = 0.0   # Server: wait this long for a batch to fill (0: batch what is queued)
     trace: bool = False                # LoadGen trace log (slow, large)
     audit_conf: str | None = None      # LoadGen audit.config to apply (a compliance test); None: none
+    audit_conf: str | None = None      # LoadGen audit.config to apply (a compliance test); None: none
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:

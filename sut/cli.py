@@ -35,18 +35,22 @@ Exit codes: 0 ok, 1 other error, 2 bad option, 3 model, 4 dataset,
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from sut import cli_reference  # the MLPerf reference harness's flags; no prefix matching
+
+    p = cli_reference.Parser(
         prog="run.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Benchmark a model with MLPerf LoadGen on a CPU or an edge accelerator.")
-    p.add_argument("--profile", default="demo", help="profile name or .toml file (default: demo); "
-                   "see --list-profiles")
+    p.add_argument("--profile", default="demo", type=cli_reference.profile_name,
+                   help="profile name or .toml file (default: demo); see --list-profiles")
     p.add_argument("--list-profiles", action="store_true", help="list profiles, backends, datasets and exit")
     p.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     what = p.add_argument_group("what to run")
-    what.add_argument("--backend", help="runtime: null, litert, onnxruntime, openvino, edgetpu, tensorrt, "
-                      "tensorflow, or a plugin module:Class")
+    what.add_argument("--backend", type=cli_reference.backend_name,
+                      help="runtime: null, litert, onnxruntime, openvino, edgetpu, tensorrt, tensorflow, "
+                           "or a plugin module:Class")
     what.add_argument("--model", help="model file or directory")
-    what.add_argument("--dataset", help="dataset family (imagenet, speech_commands, synthetic)")
+    what.add_argument("--dataset", type=cli_reference.dataset_name,
+                      help="dataset family (imagenet, speech_commands, synthetic)")
     what.add_argument("--dataset-path", help="dataset folder (ImageNet: images + val_map.txt)")
     what.add_argument("--count", type=int, help="use only the first N samples")
     how = p.add_argument_group("how LoadGen drives it")
@@ -103,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--trace", action="store_true", default=None, help="write LoadGen's trace log (slow)")
     out.add_argument("--no-progress", action="store_false", dest="progress", default=None)
     out.add_argument("-v", "--verbose", action="store_true")
+    cli_reference.add_options(p)
     net = p.add_argument_group("network (LoadGen here, SUT nodes started with: run.py serve --listen HOST:PORT)")
     net.add_argument("--nodes", help="comma list of SUT nodes HOST:PORT[,HOST:PORT...] to drive from this LoadGen node")
     net.add_argument("--token-file", help="shared secret (a file only its owner may read), the same on every node")
@@ -125,7 +130,9 @@ def overrides(args: argparse.Namespace) -> dict:
         values["min_duration_ms"] = int(args.time_s * 1000)
     if args.backend_option:
         values["backend_options"] = dict(parse_option(o) for o in args.backend_option)
-    return values
+    from sut import cli_reference
+
+    return cli_reference.overrides(args, values)
 
 
 def parse_option(text: str) -> tuple[str, object]:

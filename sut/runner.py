@@ -157,7 +157,7 @@ def run_test(cfg: Config, mode: str, backend: Backend, info: ModelInfo, dataset:
     log_settings.enable_trace = cfg.trace
     # an audit.config path of our own (absent) so a stray one in the working
     # directory cannot silently change the run
-    audit = str(outdir / "audit.config")
+    audit = cfg.audit_conf or str(outdir / "audit.config")  # --audit-conf: a compliance test
 
     thread = threading.Thread(
         target=lg.StartTestWithLogSettings, args=(lg_sut, lg_qsl, test_settings, log_settings, audit),
