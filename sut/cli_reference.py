@@ -289,6 +289,7 @@ def overrides(args: argparse.Namespace, values: dict) -> dict:
     if getattr(args, "find_peak_performance", None):
         if values.get("mode") in ("accuracy", "both"):
             raise ConfigError("--find-peak-performance searches performance runs: drop --accuracy / --mode")
+        values["mode"] = "performance"  # over a profile's "both"
         if getattr(args, "submission", None) or getattr(args, "division", None):
             raise ConfigError("--find-peak-performance and --submission are separate runs: find the peak "
                               "first, put its user.conf line in --user-conf, then run --submission")

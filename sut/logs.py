@@ -67,3 +67,38 @@ def invalid_reasons(detail: dict[str, Any]) -> list[str]:
     if text and not reasons:
         reasons.append(str(text).strip())
     return reasons
+
+
+def number(detail: dict[str, Any], key: str) -> float | None:
+    """A numeric MLLOG value as a float (None when absent or not a number)."""
+    value = detail.get(key)
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+#: format of LoadGen's ``power_begin`` / ``power_end`` values, e.g. "12-02-2026 12:41:36.986"
+POWER_TIME = "%m-%d-%Y %H:%M:%S.%f"
+
+
+def run_duration_s(detail: dict[str, Any]) -> float | None:
+    """How long LoadGen's timed run took (its ``power_begin`` to ``power_end``
+    marks, millisecond resolution); None when either is missing."""
+    from datetime import datetime
+
+    try:
+        begin = datetime.strptime(str(detail["power_begin"]), POWER_TIME)
+        end = datetime.strptime(str(detail["power_end"]), POWER_TIME)
+    except (KeyError, ValueError):
+        return None
+    return (end - begin).total_seconds()
+
+
+def early_stopping_lines(detail: dict[str, Any]) -> list[str]:
+    """LoadGen's early-stopping report (``early_stopping_result``) as its
+    sentences: '* Run successful.', '* Early stopping 90.0th percentile estimate: 66919', ..."""
+    text = " ".join(str(detail.get("early_stopping_result") or "").split())
+    return [("* " + part.strip()) for part in text.split("* ") if part.strip()]
