@@ -11,6 +11,7 @@ report the dataset fingerprint computed here and the same model fingerprint
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import statistics
@@ -29,6 +30,23 @@ from sut.completion import Completer, Watchdog
 from sut.errors import BackendFailure, ConfigError, HarnessError
 from sut.network import dispatch, fingerprint
 from sut.results import RunDirectory
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What ``run.py --nodes`` prints and exits with (as ``sut.session.Outcome``)."""
+
+    directory: Path
+    tests: list
+    summary: str
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tests)
+
+    @property
+    def hung(self) -> bool:
+        return any(t.hung for t in self.tests)
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +202,7 @@ def _nothing(indices) -> None:
     """The QSL's load/unload: the samples live on the nodes."""
 
 
-def execute(cfg: Config, addresses: list, token, on_failure: str = "redispatch", echo=print) -> session.Outcome:
+def execute(cfg: Config, addresses: list, token, on_failure: str = "redispatch", echo=print) -> Outcome:
     modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
     dataset, model = session.open_dataset(cfg)
     nodes = connect(addresses, token)
@@ -225,31 +243,52 @@ def _run(cfg, modes, nodes, dataset, model, estimate, fingerprints, on_failure, 
         run_dir.finish(ok=False)
         raise
     record["nodes"] = [n.record() for n in nodes]
-    record["results"] = [dict(session._test_record(t), dispatch=t.detail.get("dispatch")) for t in tests]
-    outcome = session.Outcome(run_dir.path, tests, "")
+    record["results"] = [_test_record(t) for t in tests]
+    outcome = Outcome(run_dir.path, tests, "")
     run_dir.write_json("config.json", record)
-    text = session.summarize(cfg, tests, run_dir.path, record.get("backend"))
-    if outcome.hung:
-        outcome.summary = _with_nodes(text, nodes, tests)
+    if outcome.hung:  # LoadGen still owns files in the directory: leave it as it is
+        outcome.summary = summarize(cfg, tests, run_dir.path, record, nodes)
         run_dir.write_text("summary.txt", outcome.summary)
         return outcome
     final = run_dir.finish(ok=outcome.ok)
     outcome.directory = final
-    outcome.summary = _with_nodes(session.summarize(cfg, tests, final, record.get("backend")), nodes, tests)
+    outcome.summary = summarize(cfg, tests, final, record, nodes)
     (final / "summary.txt").write_text(outcome.summary)
     return outcome
 
 
-def _with_nodes(summary: str, nodes: list, tests: list) -> str:
-    """The local summary with one line per node before its last ``results`` line."""
-    lines = summary.rstrip("\n").split("\n")
-    extra = ["nodes     : %d" % len(nodes)]
+def _test_record(t) -> dict:
+    return {"scenario": t.scenario, "mode": t.mode, "directory": str(t.directory), "validity": t.validity,
+            "metric": t.metric, "reasons": t.reasons, "error": t.error,
+            "accuracy": t.accuracy.line() if t.accuracy else None, "dispatch": t.detail.get("dispatch")}
+
+
+def summarize(cfg: Config, tests: list, directory: Path, record: dict, nodes: list) -> str:
+    """The readable end of a run: the lines of a local run's summary, then one per node."""
+    backend = record.get("backend") or {}
+    lines = ["profile   : %s" % (cfg.profile or "-"),
+             "backend   : %s   model: %s" % (cfg.backend, cfg.model or "(dataset default)")]
+    if backend.get("runtime"):
+        lines.append("runtime   : %s (on the nodes)" % backend["runtime"])
+    lines += ["dataset   : %s %s (%s samples)" % (cfg.dataset, cfg.dataset_path or "", cfg.count or "all"),
+              "scenario  : %s%s" % (cfg.scenario, "   (quick: not for submission)" if cfg.quick else "")]
+    for t in tests:
+        if t.error:
+            lines.append("%-10s: FAILED - %s" % (t.mode, t.error))
+        elif t.mode == "accuracy":
+            lines.append("accuracy  : %s" % t.accuracy.line())
+        else:
+            metric = "%s = %s" % t.metric if t.metric else "no metric"
+            lines.append("result    : %s   %s" % (t.validity, metric))
+            lines += ["            why: %s" % r for r in t.reasons]
+    lines.append("nodes     : %d" % len(nodes))
     for node in nodes:
         state = "FAILED (%s)" % node.reason if node.dead else "ok"
-        extra.append("  %-22s %s, %d samples in %d requests, round trip %.0f us: %s" % (
+        lines.append("  %-22s %s, %d samples in %d requests, round trip %.0f us: %s" % (
             node.address, node.info["host"]["name"], node.samples, node.requests,
             node.info.get("round_trip_s", 0) * 1e6, state))
     moved = sum((t.detail.get("dispatch") or {}).get("redispatched_samples", 0) for t in tests)
     if moved:
-        extra.append("  %d sample(s) re-sent to other nodes after a node failed" % moved)
-    return "\n".join(lines[:-1] + extra + lines[-1:]) + "\n"
+        lines.append("  %d sample(s) re-sent to other nodes after a node failed" % moved)
+    lines.append("results   : %s" % directory)
+    return "\n".join(lines) + "\n"
