@@ -24,6 +24,7 @@ BUILTIN = {
     "edgetpu": "backends.edgetpu:EdgeTPUBackend",
     "tensorrt": "backends.tensorrt:TensorRTBackend",
     "tensorflow": "backends.tensorflow:TensorFlowBackend",
+    "pytorch": "backends.pytorch:PyTorchBackend",
 }
 
 __all__ = ["Backend", "BackendOptions", "ModelInfo", "TensorSpec", "available", "create"]

@@ -38,7 +38,7 @@ from sut.errors import ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "amp", "int8")
 #: the smallest run-to-run noise assumed, whatever the repeat shows (relative)
 NOISE_FLOOR = 0.02
 
