@@ -4,9 +4,16 @@ The cache for one (dataset, model input) pair is a single ``.npy`` file of
 shape ``(N, *input_shape)`` under a directory named by a hash of everything
 that changes its contents: the source files (names, sizes, mtimes), the
 preprocessing parameters and :data:`CACHE_VERSION`. It is written as
-``data.npy.partial`` and renamed only when complete, so an interrupted run
-never leaves a cache that looks finished. :class:`SampleStore` memory-maps it;
-the QSL copies only the rows LoadGen asks to load.
+``data.npy.partial.<host>.<pid>`` and renamed only when complete, so an
+interrupted run never leaves a cache that looks finished; the next run
+removes the partial files of processes that are gone. :class:`SampleStore`
+memory-maps it; the QSL copies only the rows LoadGen asks to load.
+
+Failures are one line: a cache directory that is a file, read-only or full
+is a DatasetError (exit 4) naming the directory and ``--cache-dir``; a
+damaged cache file is rebuilt with a warning; Ctrl-C/SIGTERM between chunks
+(:func:`sut.signals.requested`) raises :class:`sut.errors.Interrupted`;
+worker processes die with the harness (:func:`_worker_init`).
 """
 
 from __future__ import annotations
@@ -14,10 +21,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
+import signal
+import socket
 import sys
 import threading
 import time
@@ -27,6 +38,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import TensorSpec
+from sut import signals
+from sut.errors import DatasetError, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +97,103 @@ def prepare(
         return SampleStore(out)
     directory = cache_dir_for(sources, spec, key, cache_root)
     final = directory / "data.npy"
-    if final.exists():
-        data = np.load(final, mmap_mode="r")
-        if data.shape == shape and data.dtype == spec.dtype:
-            log.info("using cached preprocessed samples in %s", directory)
-            return SampleStore(data, final)
-        log.warning("cache %s has shape %s, expected %s: rebuilding", final, data.shape, shape)
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f"data.npy.partial.{os.getpid()}"
+    cached = _load(final, shape, spec.dtype)
+    if cached is not None:
+        log.info("using cached preprocessed samples in %s", directory)
+        return SampleStore(cached, final)
+    remove_stale_partials(Path(cache_root))
+    partial = directory / f"data.npy.partial.{_HOST}.{os.getpid()}"
     try:
-        rows = _FileRows.create(partial, spec.dtype, shape)
-        _fill(rows, sources, preprocess, workers, progress)
-        rows.sync()
+        with _writing(directory, shape, spec.dtype):
+            directory.mkdir(parents=True, exist_ok=True)
+            rows = _FileRows.create(partial, spec.dtype, shape)
+            _fill(rows, sources, preprocess, workers, progress)
+            rows.sync()
+            with open(directory / "meta.json", "w") as f:
+                json.dump({"version": CACHE_VERSION, "spec": spec.describe(), "key": key,
+                           "count": len(sources)}, f, indent=1, default=str)
+            os.replace(partial, final)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink()
         raise
-    with open(directory / "meta.json", "w") as f:
-        json.dump({"version": CACHE_VERSION, "spec": spec.describe(), "key": key,
-                   "count": len(sources)}, f, indent=1, default=str)
-    os.replace(partial, final)
     return SampleStore(np.load(final, mmap_mode="r"), final)
+
+
+def _load(final: Path, shape, dtype) -> np.ndarray | None:
+    """The complete cache file memory-mapped, or None when there is none, or
+    when it is damaged or of another shape (then it is rebuilt, with a warning)."""
+    if not final.exists():
+        return None
+    try:
+        data = np.load(final, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:  # truncated, bad header, unreadable
+        log.warning("cache file %s is damaged (%s): rebuilding it", final, " ".join(str(exc).split()))
+        return None
+    if data.shape == shape and data.dtype == dtype:
+        return data
+    log.warning("cache %s has shape %s, expected %s: rebuilding", final, data.shape, shape)
+    return None
+
+
+#: errors that say the cache directory cannot take the file, not that a source is bad
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                errno.EEXIST, errno.EISDIR, errno.EFBIG}
+
+
+@contextlib.contextmanager
+def _writing(directory: Path, shape, dtype):
+    """Turn a failure to write the cache into one DatasetError naming the directory and ``--cache-dir``."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, DatasetError) or exc.errno not in _DISK_ERRORS:
+            raise
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        raise DatasetError(
+            f"cannot write the preprocessing cache in {directory}: {exc.strerror or exc}; it needs "
+            f"{size / 1e6:,.0f} MB: pass --cache-dir DIR on a writable disk with room "
+            f"(or --cache-dir none to keep the samples in memory)") from None
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname() or "host")
+#: ``data.npy.partial.<host>.<pid>`` (and ``data.npy.partial.<pid>`` of older versions)
+_PARTIAL = re.compile(r"data\.npy\.partial\.(?:(?P<host>[A-Za-z0-9_-]+)\.)?(?P<pid>\d+)\Z")
+
+
+def remove_stale_partials(root: Path) -> list[Path]:
+    """Remove the partial cache files, under ``root``, of processes of this host
+    that no longer run (killed runs); returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in root.glob("*/data.npy.partial.*"):
+            match = _PARTIAL.match(path.name)
+            if not match or (match["host"] or _HOST) != _HOST or pid_alive(int(match["pid"])):
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+                log.warning("removed %s, left by process %s that no longer runs", path, match["pid"])
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one of another user's counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # e.g. Windows: cannot tell, so keep the file
+        return True
+    try:  # a killed process not yet reaped by its parent is a zombie: gone too
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 # --- where the rows go -------------------------------------------------------------
@@ -205,13 +295,32 @@ def _fill(rows, sources, preprocess, workers, progress) -> None:
     n = len(sources)
     workers = workers or _cores()
     bar = Progress(n, "preprocessing", enabled=progress)
-    if workers == 1 or n < 8:
-        _run_serial(rows, sources, preprocess, bar)
-    elif getattr(preprocess, "releases_gil", False):
-        _run_threads(rows, sources, preprocess, workers, bar)
-    else:
-        _run_processes(rows, sources, preprocess, workers, bar)
-    bar.close()
+    try:  # the progress line ends before any error is printed
+        if workers == 1 or n < 8:
+            _run_serial(rows, sources, preprocess, bar)
+        elif getattr(preprocess, "releases_gil", False):
+            _run_threads(rows, sources, preprocess, workers, bar)
+        else:
+            _run_processes(rows, sources, preprocess, workers, bar)
+    finally:
+        bar.close()
+
+
+def _check_stop() -> None:
+    """Interrupted when Ctrl-C or SIGTERM was received (:mod:`sut.signals`)."""
+    signum = signals.requested()
+    if signum is not None:
+        raise Interrupted(signum)
+
+
+def _completed(futures):
+    """``concurrent.futures.as_completed``, checking for a stop request while it waits."""
+    pending = set(futures)
+    while pending:
+        done, pending = concurrent.futures.wait(pending, timeout=0.2,
+                                                return_when=concurrent.futures.FIRST_COMPLETED)
+        _check_stop()
+        yield from done
 
 
 def _cores() -> int:
@@ -233,6 +342,7 @@ def _run_serial(rows, sources, preprocess, bar) -> None:
     with _opened(rows) as fd:
         write = rows.writer(preprocess, fd)
         for i, src in enumerate(sources):
+            _check_stop()
             write(i, src)
             bar.update(1)
 
@@ -244,7 +354,7 @@ def _run_threads(rows, sources, preprocess, workers, bar) -> None:
         try:
             futures = [pool.submit(_write_chunk, rows, sources[start:stop], start, preprocess, fd)
                        for start, stop in _chunks(len(sources), workers, 16)]
-            for fut in concurrent.futures.as_completed(futures):
+            for fut in _completed(futures):
                 bar.update(fut.result())
         finally:
             # on an error, drop the chunks not started and wait for the
@@ -258,24 +368,61 @@ def _run_processes(rows, sources, preprocess, workers, bar) -> None:
     """Worker processes write straight into the cache file when there is one,
     so no array is pickled back to this process."""
     to_file = isinstance(rows, _FileRows)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=_process_context(),
+                                                initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         futures = {}
-        for start, stop in _chunks(len(sources), workers, 64):
-            chunk = sources[start:stop]
-            if to_file:
-                futures[pool.submit(_write_chunk, rows, chunk, start, preprocess)] = (start, stop)
-            else:
-                futures[pool.submit(_preprocess_chunk, preprocess, chunk, rows.row_shape, rows.dtype)] = (start, stop)
         try:
-            for fut in concurrent.futures.as_completed(futures):
+            for start, stop in _chunks(len(sources), workers, 64):
+                chunk = sources[start:stop]
+                if to_file:
+                    futures[pool.submit(_write_chunk, rows, chunk, start, preprocess)] = (start, stop)
+                else:
+                    futures[pool.submit(_preprocess_chunk, preprocess, chunk, rows.row_shape, rows.dtype)] = (start, stop)
+            for fut in _completed(futures):
                 (start, stop), arrays = futures[fut], fut.result()
                 if not to_file:
                     rows.array[start:stop] = arrays
                 bar.update(stop - start)
         except BaseException:
+            # drop the chunks not started; leaving the block waits for the
+            # running ones (at most 64 samples each) before the file goes
             for f in futures:
                 f.cancel()
+            _check_stop()  # a worker killed by the same signal: say interrupted, not broken
             raise
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker process: die with the harness, leave Ctrl-C to it.
+
+    On Linux the kernel kills the worker when its parent (the fork server,
+    which exits with the harness) dies (``PR_SET_PDEATHSIG``); everywhere a
+    thread also ends it once the harness process ``parent`` is gone, even
+    after a SIGKILL. SIGINT is ignored: the harness ends the pool itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_parent_death_signal()
+    watcher = threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True)
+    watcher.start()
+
+
+def _set_parent_death_signal() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    while pid_alive(parent) and os.getppid() != 1:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _process_context():

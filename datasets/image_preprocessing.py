@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import math
+import re
 import threading
 
 import numpy as np
@@ -118,7 +119,17 @@ def _decode_pillow(path: str, data: bytes) -> np.ndarray:
                 image = image.convert("RGB")
             return np.asarray(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"cannot decode image {path}: {exc}") from exc
+        raise DatasetError(f"cannot decode image {path}: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """Pillow's message without the in-memory buffer it names
+    (``cannot identify image file <_io.BytesIO object at 0x...>``)."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file Pillow can read (JPEG, PNG, BMP, ...)"
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", str(exc))
 
 
 def _jpeg_cmyk_to_rgb(image, inverted: bool) -> np.ndarray:

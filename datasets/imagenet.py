@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from backends.base import LAYOUTS, ModelInfo, TensorSpec
-from datasets import image_preprocessing
+from datasets import image_preprocessing, index
 from datasets.base import Dataset, argmax_classes
 from sut.errors import ConfigError, DatasetError, ModelError
 
@@ -55,7 +55,7 @@ class ImageNet(Dataset):
         missing = [s for s in sources if not os.path.isfile(s)]
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            raise DatasetError(f"image listed in {val_map} not found: {missing[0]}{more}")
+            raise DatasetError(f"image listed in {val_map} not found: {index.visible(missing[0])}{more}")
         self.sources, self.labels = sources, labels
         self._apply_count()
         log.info("imagenet: %d images from %s", len(self.sources), val_map)
@@ -117,22 +117,26 @@ class ImageNet(Dataset):
 
 
 def read_val_map(val_map: str, directory: str) -> tuple[list[str], list[int]]:
-    """Parse ``<file> <label>`` lines into (paths under ``directory``, labels)."""
+    """Parse ``<file> <label>`` lines into (paths under ``directory``, labels).
+
+    DatasetError names the file and line of a malformed line, a byte that is
+    not UTF-8 or an image listed twice (it would be scored twice); a UTF-8
+    BOM at the start is ignored (:mod:`datasets.index`).
+    """
     sources: list[str] = []
     labels: list[int] = []
-    with open(val_map, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            label = _parse_label(fields[-1]) if len(fields) == 2 else None
-            if label is None:
-                raise DatasetError(
-                    f"{val_map} line {number}: expected '<file> <label 0..{NUM_LABELS - 1}>', "
-                    f"got {line.rstrip()!r}"
-                )
-            sources.append(os.path.join(directory, fields[0]))
-            labels.append(label)
+    unique = index.Unique(val_map)
+    for number, line in index.read_lines(val_map):
+        fields = line.split()
+        label = _parse_label(fields[-1]) if len(fields) == 2 else None
+        if label is None:
+            raise DatasetError(
+                f"{val_map} line {number}: expected '<file> <label 0..{NUM_LABELS - 1}>', "
+                f"got {line.rstrip()!r}"
+            )
+        unique.add(os.path.normpath(fields[0]), number)
+        sources.append(os.path.join(directory, fields[0]))
+        labels.append(label)
     return sources, labels
 
 

@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import ModelInfo, TensorSpec
-from datasets import mfcc
+from datasets import index, mfcc
 from datasets.base import Dataset, argmax_classes
 from datasets.quantize import quantize, quantize_truncate
 from datasets.wav import read_wav
@@ -183,12 +183,15 @@ def scan_test_set(root: Path) -> list[list[str]]:
 def scan_full(root: Path, silence_dir: Path) -> list[list[str]]:
     """Per-label paths of the full dataset's testing list plus cut background-noise silence."""
     per_label: list[list[str]] = [[] for _ in LABELS]
-    listed = [line.strip() for line in (root / TESTING_LIST).read_text().splitlines() if line.strip()]
-    for relative in listed:
+    unique = index.Unique(str(root / TESTING_LIST))
+    for number, line in index.read_lines(str(root / TESTING_LIST)):
+        relative = line.strip()
+        unique.add(os.path.normpath(relative.replace("\\", "/")), number)
         word = relative.replace("\\", "/").split("/")[0]
         path = root / relative
         if not path.is_file():
-            raise DatasetError(f"speech_commands: {TESTING_LIST} lists {relative}, which is not in {root}")
+            raise DatasetError(f"speech_commands: {TESTING_LIST} line {number} lists {index.visible(relative)}, "
+                               f"which is not in {root}")
         label = LABELS.index(word) if word in KEYWORDS else UNKNOWN
         per_label[label].append(str(path))
     for files in per_label:
@@ -213,14 +216,19 @@ def cut_silence(background_dir: Path, silence_dir: Path) -> list[str]:
         for start in starts:
             target = folder / f"{Path(source).stem}_{start:09d}.wav"
             if not target.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                partial = target.with_suffix(f".partial{os.getpid()}")
-                with wave.open(str(partial), "wb") as w:
-                    w.setnchannels(1)
-                    w.setsampwidth(2)
-                    w.setframerate(mfcc.SAMPLE_RATE)
-                    w.writeframes(samples[start:start + mfcc.CLIP_SAMPLES].astype("<i2").tobytes())
-                os.replace(partial, target)
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    partial = target.with_suffix(f".partial{os.getpid()}")
+                    with wave.open(str(partial), "wb") as w:
+                        w.setnchannels(1)
+                        w.setsampwidth(2)
+                        w.setframerate(mfcc.SAMPLE_RATE)
+                        w.writeframes(samples[start:start + mfcc.CLIP_SAMPLES].astype("<i2").tobytes())
+                    os.replace(partial, target)
+                except OSError as exc:
+                    raise DatasetError(f"speech_commands: cannot write silence clips in {silence_dir}: "
+                                       f"{exc.strerror or exc}; pass --cache-dir DIR on a writable disk "
+                                       f"(or the dataset option silence_dir)") from None
             out.append(str(target))
     return out
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +19,8 @@ from datasets import cache, image_preprocessing
 from datasets.imagenet import ImageNet
 from sut.errors import DatasetError
 from tests.conftest import need_module, shared_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SPEC = TensorSpec("input", (128, 128, 3), np.uint8, "NHWC", 0.0078125, 128)
 
@@ -190,3 +197,151 @@ def test_cache_file_is_a_plain_npy(cache_dir):
     loaded = np.load(store.path)
     assert loaded.shape == (9, 128, 128, 3) and loaded.dtype == np.uint8
     np.testing.assert_array_equal(loaded, prepare(sources(9), None, workers=1).data)
+
+
+# --- failures: damaged file, unwritable directory, leftovers, interruption, orphans ------------
+
+class Slow:
+    """A tiny float preprocessor that records its worker's pid and sleeps (picklable)."""
+
+    def __init__(self, pid_dir, delay):
+        self.pid_dir, self.delay = str(pid_dir), delay
+
+    def __call__(self, src):
+        open(os.path.join(self.pid_dir, str(os.getpid())), "w").close()
+        time.sleep(self.delay)
+        return np.full((4,), float(len(src)), np.float32)
+
+
+TINY = TensorSpec("x", (4,), np.float32)
+
+
+def tiny(sources_, cache_root, workers=1, preprocess=None, pid_dir="/tmp"):
+    return cache.prepare(sources_, preprocess or Slow(pid_dir, 0), TINY, {"t": 1}, cache_root=cache_root,
+                         workers=workers, progress=False)
+
+
+def test_damaged_cache_file_is_rebuilt_with_a_warning(cache_dir, tmp_path, caplog):
+    srcs = [str(tmp_path / f"s{i}") for i in range(3)]
+    for s in srcs:
+        open(s, "w").close()
+    first = tiny(srcs, cache_dir)
+    path = first.path
+    del first
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size - 5)  # data cut short
+    again = tiny(srcs, cache_dir)
+    assert "is damaged" in caplog.text and again.path == path and path.stat().st_size == size
+    path.write_bytes(b"not a numpy file at all")
+    caplog.clear()
+    assert len(tiny(srcs, cache_dir)) == 3 and "is damaged" in caplog.text
+
+
+def make_sources(tmp_path, n):
+    srcs = [str(tmp_path / f"src{i}") for i in range(n)]
+    for s in srcs:
+        open(s, "w").close()
+    return srcs
+
+
+def test_cache_dir_that_is_a_file_is_one_dataset_error(tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("I am a file")
+    with pytest.raises(DatasetError, match=rf"cannot write the preprocessing cache in {blocker}.*--cache-dir"):
+        tiny(make_sources(tmp_path, 2), blocker)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_cache_dir_is_one_dataset_error(tmp_path):
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        with pytest.raises(DatasetError, match=r"cannot write the preprocessing cache in .*ro/.*Permission denied.*--cache-dir"):
+            tiny(make_sources(tmp_path, 2), root)
+    finally:
+        root.chmod(0o700)
+
+
+def test_full_disk_is_one_dataset_error_and_leaves_no_partial(tmp_path):
+    """RLIMIT_FSIZE in a child process stands in for a full disk (EFBIG instead of ENOSPC)."""
+    root = tmp_path / "cache"
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {ROOT!r})
+        import numpy as np
+        from backends.base import TensorSpec
+        from datasets import cache
+        from sut.errors import DatasetError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        try:
+            cache.prepare({make_sources(tmp_path, 4)!r}, lambda s: np.zeros((100, 100), np.float32),
+                          TensorSpec("x", (100, 100), np.float32), {{}}, cache_root=__import__("pathlib").Path({str(root)!r}),
+                          workers=1, progress=False)
+        except DatasetError as exc:
+            print("DatasetError:", exc)
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "DatasetError: cannot write the preprocessing cache in" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "--cache-dir" in proc.stdout and "Traceback" not in proc.stderr
+    assert not [p for p in root.rglob("*") if "partial" in p.name]
+
+
+def test_partials_of_dead_processes_are_removed_by_the_next_run(tmp_path, cache_dir):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = cache_dir / "0123456789abcdef01234567"
+    folder.mkdir(parents=True)
+    stale = [folder / f"data.npy.partial.{cache._HOST}.{dead.pid}", folder / f"data.npy.partial.{dead.pid}"]
+    alive = [folder / f"data.npy.partial.{cache._HOST}.{os.getpid()}", folder / f"data.npy.partial.otherhost.{dead.pid}"]
+    for p in stale + alive:
+        p.write_bytes(b"x" * 10)
+    tiny(make_sources(tmp_path, 2), cache_dir)
+    assert [p.exists() for p in stale] == [False, False]
+    assert [p.exists() for p in alive] == [True, True]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_request_ends_preprocessing_with_interrupted(tmp_path, cache_dir, monkeypatch, workers):
+    from sut import signals
+    from sut.errors import Interrupted
+
+    calls = []
+
+    def requested():
+        calls.append(1)
+        return signal.SIGTERM if len(calls) > 3 else None
+
+    monkeypatch.setattr(signals, "requested", requested)
+    with pytest.raises(Interrupted) as info:
+        tiny(make_sources(tmp_path, 40), cache_dir, workers=workers, preprocess=Slow(tmp_path, 0.05))
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    assert not [p for p in cache_dir.rglob("*") if "partial" in p.name or p.name == "data.npy"]
+
+
+def test_worker_processes_die_with_a_killed_harness(tmp_path):
+    """SIGKILL the process that preprocesses: its worker processes end too (not re-parented and left)."""
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {ROOT!r})
+        from pathlib import Path
+        from tests.datasets.test_cache import Slow, tiny
+        tiny({make_sources(tmp_path, 200)!r}, Path({str(tmp_path / "cache")!r}), workers=2,
+             preprocess=Slow({str(pid_dir)!r}, 0.5))
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while len(os.listdir(pid_dir)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [int(p) for p in os.listdir(pid_dir)]
+    assert len(workers) >= 2, "workers never started"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while any(cache.pid_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(cache.pid_alive(p) for p in workers)

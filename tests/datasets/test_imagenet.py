@@ -250,3 +250,46 @@ def test_cache_key_changes_with_the_decoding_libraries(monkeypatch):
     without_opencv = ImageNet(None).cache_key(MOBILENET_224)
     assert without_opencv["libraries"]["opencv"] is None
     assert without_opencv["libraries"]["pillow"] == PIL.__version__
+
+
+# --- val_map.txt robustness -------------------------------------------------------------
+
+def test_duplicate_line_is_an_error_naming_both_lines(tmp_path):
+    directory, lines = small_copy(tmp_path, 3)
+    (directory / "val_map.txt").write_text("\n".join(lines + [lines[1]]) + "\n")
+    with pytest.raises(DatasetError, match=rf"val_map.txt line 4 lists {lines[1].split()[0]} again \(first at line 2\)"):
+        ImageNet(str(directory)).scan()
+    # the same image under another spelling of its path is the same image
+    (directory / "val_map.txt").write_text("\n".join(lines + ["./" + lines[0]]) + "\n")
+    with pytest.raises(DatasetError, match="line 4 lists .* again .first at line 1"):
+        ImageNet(str(directory)).scan()
+
+
+def test_latin1_byte_is_an_error_naming_file_and_line(tmp_path):
+    directory, lines = small_copy(tmp_path, 2)
+    (directory / "val_map.txt").write_bytes((lines[0] + "\n").encode() + b"caf\xe9.JPEG 3\n")
+    with pytest.raises(DatasetError, match=r"val_map.txt line 2: byte 0xe9 is not UTF-8 .*save the file as UTF-8"):
+        ImageNet(str(directory)).scan()
+
+
+def test_bom_at_the_start_of_val_map_is_ignored(tmp_path):
+    directory, lines = small_copy(tmp_path, 2)
+    (directory / "val_map.txt").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode())
+    ds = ImageNet(str(directory))
+    ds.scan()
+    assert [s.split("/")[-1] for s in ds.sources] == [line.split()[0] for line in lines]
+
+
+def test_invisible_character_in_a_missing_file_name_is_shown(tmp_path):
+    directory, lines = small_copy(tmp_path, 1)
+    (directory / "val_map.txt").write_text(f"\u200b{lines[0]}\n")
+    with pytest.raises(DatasetError, match=r"not found: '.*\\u200bILSVRC"):
+        ImageNet(str(directory)).scan()
+
+
+def test_undecodable_image_error_names_the_file_not_a_buffer(tmp_path):
+    bad = tmp_path / "not-an-image.JPEG"
+    bad.write_bytes(b"this is text, not pixels")
+    with pytest.raises(DatasetError) as info:
+        image_preprocessing.decode_image(str(bad))
+    assert str(bad) in str(info.value) and "BytesIO" not in str(info.value)

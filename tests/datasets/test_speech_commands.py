@@ -155,11 +155,30 @@ def test_full_layout_errors(full_tree):
         scanned(str(root), layout="test_set")
     with (root / "testing_list.txt").open("a") as f:
         f.write("left/missing_nohash_0.wav\n")
-    with pytest.raises(DatasetError, match="testing_list.txt lists left/missing_nohash_0.wav, which is not in"):
+    with pytest.raises(DatasetError, match=r"testing_list.txt line 11 lists left/missing_nohash_0.wav, which is not in"):
         scanned(str(root), silence_dir=str(silence_dir))
     (root / "testing_list.txt").write_text("yes/" + next((root / "yes").iterdir()).name + "\n")
     shutil.rmtree(root / "_background_noise_")
     with pytest.raises(DatasetError, match="no silence clips"):
+        scanned(str(root), silence_dir=str(silence_dir))
+
+
+def test_testing_list_duplicates_and_bad_bytes_are_dataset_errors(full_tree):
+    root, silence_dir = full_tree
+    listed = (root / "testing_list.txt").read_text().splitlines()
+    (root / "testing_list.txt").write_text("\n".join(listed + [listed[0]]) + "\n")
+    with pytest.raises(DatasetError, match=rf"testing_list.txt line {len(listed) + 1} lists {listed[0]} again "
+                                           rf"\(first at line 1\)"):
+        scanned(str(root), silence_dir=str(silence_dir))
+    (root / "testing_list.txt").write_bytes(b"yes/\xff.wav\n")
+    with pytest.raises(DatasetError, match=r"testing_list.txt line 1: byte 0xff is not UTF-8"):
+        scanned(str(root), silence_dir=str(silence_dir))
+
+
+def test_unwritable_silence_dir_is_a_dataset_error(full_tree):
+    root, silence_dir = full_tree
+    silence_dir.write_text("a file where the folder should be")
+    with pytest.raises(DatasetError, match=r"cannot write silence clips in .*silence.*--cache-dir"):
         scanned(str(root), silence_dir=str(silence_dir))
 
 
