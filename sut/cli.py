@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
-import signal
 import sys
-import tempfile
-import threading
-import traceback
-from pathlib import Path
 
 import backends
 import datasets
 import profiles
-from sut import console, signals
-from sut.errors import (INTERNAL_ERROR, BackendUnavailable, ConfigError, HarnessError, Interrupted, ResultsError,
-                        one_line)
+from sut.errors import BackendFailure, BackendUnavailable, ConfigError, HarnessError
 from sut.network import cli as network_cli
 
 log = logging.getLogger(__name__)
@@ -67,11 +59,7 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--mode", choices=profiles.MODES, help="performance, accuracy or both")
     how.add_argument("--samples-per-query", type=int, help="MultiStream samples per query (LoadGen default 8)")
     how.add_argument("--user-conf", help="LoadGen user.conf layered over the built-in mlperf.conf")
-    how.add_argument("--time", type=float, dest="time_s",
-                     help="run each performance test for N seconds: LoadGen's min and max duration, as the "
-                          "reference harness's --time (it stops issuing at N s; the result is INVALID if the "
-                          "min query count or early stopping's count was not reached by then; Offline: one "
-                          "query sized for N s at the expected rate, min query count 1 unless given)")
+    how.add_argument("--time", type=float, dest="time_s", help="minimum duration in seconds")
     how.add_argument("--min-duration", type=int, dest="min_duration_ms", help="minimum duration in ms")
     how.add_argument("--min-query-count", type=int)
     how.add_argument("--max-query-count", type=int)
@@ -83,10 +71,7 @@ def parser() -> argparse.ArgumentParser:
                      help="Server: how long a worker waits for a batch to fill (default 0: it batches "
                           "what is already queued, never waits)")
     how.add_argument("--quick", action="store_true", default=None,
-                     help="short runs sized from the warm-up: about a second of LoadGen per test, at most ~10 s, "
-                          "VALID where early stopping's query count fits (MultiStream p99 needs 662 queries: on "
-                          "a slow model the run is cut and the summary says it is INVALID by design); "
-                          "not for submission")
+                     help="short runs that are still VALID (about a second each; not for submission)")
     be = p.add_argument_group("backend")
     be.add_argument("--threads", type=int, help="runtime threads per model instance (0 = runtime default)")
     be.add_argument("--instances", type=int, help="model instances run in parallel (0 = backend's choice)")
@@ -118,12 +103,11 @@ def parser() -> argparse.ArgumentParser:
                      help="preprocessing workers: threads when OpenCV is installed, else processes "
                           "(0 = one per usable core)")
     out.add_argument("--sample-timeout", type=float, dest="sample_timeout_s",
-                     help="fail the run when one backend call (one model batch) has not returned for this many "
-                          "seconds, or nothing completes that long (default 60); a slow device that keeps "
-                          "answering is never failed")
+                     help="fail the run when a sample is unanswered this many seconds (default 60)")
     out.add_argument("--trace", action="store_true", default=None, help="write LoadGen's trace log (slow)")
     out.add_argument("--no-progress", action="store_false", dest="progress", default=None)
     out.add_argument("-v", "--verbose", action="store_true")
+    cli_reference.add_options(p)
     cli_reference.add_options(p)
     net = p.add_argument_group("network (LoadGen here, SUT nodes started with: run.py serve --listen HOST:PORT)")
     net.add_argument("--nodes", help="comma list of SUT nodes HOST:PORT[,HOST:PORT...] to drive from this LoadGen node")
@@ -131,10 +115,6 @@ def parser() -> argparse.ArgumentParser:
     net.add_argument("--on-node-failure", choices=("redispatch", "fail"), default="redispatch",
                      help="when a node dies, hangs past --sample-timeout or answers garbage: re-send its "
                           "samples to the other nodes (default) or fail the run naming it")
-    looks = p.add_argument_group("looking at results")
-    looks.add_argument("--compare", nargs="+", metavar="DIR",
-                       help="compare result directories (runs, precision sweeps, or a folder of them): print "
-                            "a table, write compare.html and plots under --output, and exit")
     return p
 
 
@@ -147,8 +127,8 @@ def overrides(args: argparse.Namespace) -> dict:
         "progress")}
     if args.accuracy:
         values["mode"] = "accuracy"
-    if args.time_s is not None:  # as the reference harness's --time: both bounds
-        values["min_duration_ms"] = values["max_duration_ms"] = int(args.time_s * 1000)
+    if args.time_s is not None:
+        values["min_duration_ms"] = int(args.time_s * 1000)
     if args.backend_option:
         values["backend_options"] = dict(parse_option(o) for o in args.backend_option)
     from sut import cli_reference
@@ -226,7 +206,7 @@ def check_submission(root: str) -> int:
     from submission import check_tree
 
     if not os.path.isdir(root):
-        raise ConfigError(f"no submission tree at {root}: pass the directory a --submission run printed")
+        raise HarnessError(f"no submission tree at {root}")
     problems = check_tree(root)
     for problem in problems:
         print(f"- {problem}")
@@ -242,13 +222,11 @@ def submit(cfg, args, division: str) -> int:
         result = run_submission(cfg, args.submitter, division, args.system_desc, quick=cfg.quick,
                                 scenarios=args.scenarios.split(",") if args.scenarios else None,
                                 with_compliance=args.compliance)
-    except Exception as exc:
-        # a signal ends the test running as a failure of that test: report the signal
-        # (when LoadGen is stuck, run.py's exit_code() ends the process with os._exit)
-        if signals.requested() and not isinstance(exc, Interrupted):
-            raise Interrupted(signals.requested()) from exc
+    except BackendFailure as exc:
+        if getattr(exc, "hung", False):
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            os._exit(6)
         raise
-    signals.check()
     print(f"submission tree: {result.root}")
     for problem in result.problems:
         print(f" - {problem}")
@@ -258,23 +236,12 @@ def submit(cfg, args, division: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (sut/errors.py). Every
-    error is one ``error:`` line on stderr; Ctrl-C / SIGTERM end the run
-    cleanly (sut/signals.py)."""
-    with signals.installed():
-        return _main(argv)
-
-
-def _main(argv: list[str] | None = None) -> int:
     if network_cli.wanted(argv):  # run.py serve ... / run.py --nodes ...: sut/network
         return network_cli.main(argv)
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.compare:  # tables and plots of result directories (sut/compare.py)
-            from sut import compare
-            return compare.main(args.compare, args.output)
         if args.list_profiles:
             print(list_everything())
             return 0
@@ -299,114 +266,22 @@ def _main(argv: list[str] | None = None) -> int:
         if cfg.precision and "," in cfg.precision:
             rows = sweep.run(cfg, sweep.parse_precisions(cfg.precision), session.execute)
             print(sweep.table(rows, cfg.scenario), end="", flush=True)
-            signals.check()  # a signal ends the sweep's run: the table shows what was done
             return 6 if any(r.error for r in rows) else 0
         if cfg.precision:
             sweep.parse_precisions(cfg.precision)
         outcome = session.execute(cfg)
-    except BaseException as exc:  # every error, ours or not: one line and its exit code
-        if isinstance(exc, SystemExit):
-            raise
-        return fail(exc, args.verbose, places(args, locals().get("cfg")))
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     print(outcome.summary, end="", flush=True)
     if not outcome.ok:
         error = next(t.error for t in outcome.tests if t.error)
-        console.error_line(f"error: {one_line(error)}")
-        return 6  # a hung LoadGen is still running: run.py's exit_code() ends the process with os._exit
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        if outcome.hung:
+            sys.stderr.flush()
+            os._exit(6)  # LoadGen is stuck on a backend call; it cannot be stopped otherwise
+        return 6
     return 0
-
-
-def places(args: argparse.Namespace, cfg=None) -> dict[str, str]:
-    """Where the harness writes, by option: an OS error there is the user's to fix (exit 7)."""
-    output = getattr(cfg, "output", None) or args.output or "results"
-    cache_dir = getattr(cfg, "cache_dir", None) or args.cache_dir
-    found = {"--output": output}
-    if cache_dir != "none":
-        found["--cache-dir"] = cache_dir or str(Path.home() / ".cache" / "mlperf-edge")
-    return found
-
-
-#: errors of a write that a full or read-only disk gives wherever it happens
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-
-
-def classify(exc: BaseException, where: dict[str, str] | None = None) -> tuple[int, str]:
-    """(exit code, message) for an exception that ended the harness."""
-    if isinstance(exc, KeyboardInterrupt):
-        exc = Interrupted(signal.SIGINT)
-    if isinstance(exc, HarnessError):
-        text = one_line(exc)
-        directory = getattr(exc, "run_directory", None)
-        if isinstance(exc, Interrupted) and directory:
-            text += f"; results so far in {directory}"
-        return exc.exit_code, text
-    if isinstance(exc, OSError) and exc.filename:
-        option = next((opt for opt, path in (where or {}).items() if _inside(exc.filename, path)), None)
-        if option or exc.errno in STORAGE_ERRNOS:
-            fix = f"; fix it or choose another {option}" if option else "; free space or choose another --output"
-            if option == "--cache-dir":
-                fix += " (--cache-dir none keeps samples in memory)"
-            return ResultsError.exit_code, f"cannot write {exc.filename}: {one_line(exc.strerror or exc)}{fix}"
-    if isinstance(exc, MemoryError):
-        return INTERNAL_ERROR, "out of memory (MemoryError); use fewer samples (--count) or a smaller run"
-    return INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {one_line(exc)}" if str(exc) else \
-        f"internal error: {type(exc).__name__}"
-
-
-def fail(exc: BaseException, verbose: bool = False, where: dict[str, str] | None = None) -> int:
-    """Print the one ``error:`` line for ``exc`` and return its exit code.
-
-    The traceback goes to ``error.log`` in the run directory (``session``
-    writes it) or, for an internal error before any run directory exists, to
-    a temporary file; ``-v`` prints it on the terminal too. The line names
-    where the traceback is only for internal errors (exit 1: a bug to report).
-    """
-    code, text = classify(exc, where)
-    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if code == INTERNAL_ERROR:
-        path = getattr(exc, "error_log", None) or _temporary_log(trace)
-        if path:
-            text += f" (traceback: {path})"
-    if verbose:
-        try:
-            sys.stdout.flush()
-            sys.stderr.write(trace)
-        except (OSError, ValueError):
-            pass
-    console.error_line(f"error: {text}")
-    return code
-
-
-def _temporary_log(trace: str) -> str | None:
-    try:
-        fd, path = tempfile.mkstemp(prefix="mlperf-edge-error-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
-            f.write(trace)
-        return path
-    except OSError:
-        return None
-
-
-def _inside(path, root) -> bool:
-    if not path or not root:
-        return False
-    try:
-        Path(os.path.abspath(os.fsdecode(path))).relative_to(os.path.abspath(root))
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def exit_code(code: int) -> int:
-    """What ``run.py`` exits with: ``code`` -- through ``os._exit`` (after
-    flushing) when a LoadGen or warm-up thread still runs, because a normal
-    interpreter exit then aborts in LoadGen's C++ threads (exit 134/139)."""
-    busy = [t for t in threading.enumerate() if t.name in ("loadgen", "warm-up") and t.is_alive()]
-    if busy:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
-    return code
