@@ -54,13 +54,13 @@ log = logging.getLogger(__name__)
 PROBE_CALLS = 20
 
 
-def connect(addresses: list, token) -> list:
+def connect(addresses: list, token, timeout_s: float = dispatch.CONNECT_TIMEOUT_S) -> list:
     nodes = []
     try:
         for address in addresses:
             if address in (n.address for n in nodes):
                 raise ConfigError("--nodes names %s twice" % address)
-            nodes.append(dispatch.RemoteNode(address, token))
+            nodes.append(dispatch.RemoteNode(address, token, timeout_s))
     except BaseException:
         for node in nodes:
             node.close()
@@ -205,7 +205,7 @@ def _nothing(indices) -> None:
 def execute(cfg: Config, addresses: list, token, on_failure: str = "redispatch", echo=print) -> Outcome:
     modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
     dataset, model = session.open_dataset(cfg)
-    nodes = connect(addresses, token)
+    nodes = connect(addresses, token, min(dispatch.CONNECT_TIMEOUT_S, cfg.sample_timeout_s))
     try:
         fingerprints = check_identity(nodes, dataset, model)
         estimate = probe(nodes, cfg.sample_timeout_s)
