@@ -109,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("-v", "--verbose", action="store_true")
     cli_reference.add_options(p)
     cli_reference.add_options(p)
+    cli_reference.add_options(p)
     net = p.add_argument_group("network (LoadGen here, SUT nodes started with: run.py serve --listen HOST:PORT)")
     net.add_argument("--nodes", help="comma list of SUT nodes HOST:PORT[,HOST:PORT...] to drive from this LoadGen node")
     net.add_argument("--token-file", help="shared secret (a file only its owner may read), the same on every node")
@@ -251,13 +252,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.show_config:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
-        print(f"profile {cfg.profile or '-'}: backend={cfg.backend} model={cfg.model} dataset={cfg.dataset} "
-              f"path={cfg.dataset_path} scenario={cfg.scenario} mode={cfg.mode}"
-              f"{' quick' if cfg.quick else ''}", flush=True)
+        from sut.summary import headline  # only what is set: no model=None
+
+        print(headline(cfg), flush=True)
         division = args.submission or args.division
         require_loadgen(submission=bool(division))
         from sut import session, sweep  # imports LoadGen
 
+        if args.find_peak_performance:  # sut/peak.py: short LoadGen runs, each step printed
+            from sut import peak
+            return peak.main(cfg)
         if args.find_peak_performance:  # sut/peak.py: short LoadGen runs, each step printed
             from sut import peak
             return peak.main(cfg)

@@ -52,21 +52,55 @@ def metric(detail: dict[str, Any], scenario: str) -> tuple[str, str] | None:
 
 
 def invalid_reasons(detail: dict[str, Any]) -> list[str]:
-    """Why LoadGen called the run INVALID, with the setting that would fix it."""
+    """Why LoadGen called the run INVALID, each with the figures that show it
+    and the setting that would fix it (for the scenario in ``detail``)."""
+    scenario = detail.get("effective_scenario")
     reasons = []
     if detail.get("result_min_duration_met") is False:
-        reasons.append("min duration not met: the run ended before min_duration_ms; lower "
-                       "--target-latency-ms / raise --target-qps so LoadGen generates more queries")
+        reasons.append("min duration not met: " + _min_duration_fix(detail, scenario))
     if detail.get("result_min_queries_met") is False:
-        reasons.append("min query count not met: raise the number of queries (min_query_count)")
-    if detail.get("early_stopping_met") is False:
-        reasons.append("early stopping not met: run more queries (min_query_count or min_duration_ms)")
+        reasons.append(f"min query count not met: fewer than min_query_count "
+                       f"({_fmt(detail.get('effective_min_query_count'))}) queries were answered; raise the "
+                       f"run's length (--min-duration) or lower --min-query-count")
     if detail.get("result_perf_constraints_met") is False:
-        reasons.append("latency constraint not met: lower --target-qps or raise the latency bound")
+        late, total = detail.get("result_overlatency_query_count"), detail.get("result_query_count")
+        bound = number(detail, "effective_target_latency_ns")
+        shown = f" ({_fmt(late)} of {_fmt(total)} queries over the {bound / 1e6:g} ms bound)" if bound else ""
+        reasons.append(f"latency constraint not met{shown}: lower --target-qps (the highest VALID one: "
+                       f"--find-peak-performance) or raise the bound (--target-latency-ms)")
+    if detail.get("early_stopping_met") is False:
+        if scenario == "Server":
+            fix = "lower --target-qps so fewer queries are late, or run more queries (--min-query-count)"
+        else:
+            fix = ("run more queries: raise --min-query-count (early stopping needs at least 64 SingleStream, "
+                   "662 MultiStream queries) or --min-duration")
+        reasons.append(f"early stopping not met: {fix}")
     text = detail.get("result_invalid_reason")
     if text and not reasons:
         reasons.append(str(text).strip())
     return reasons
+
+
+def _fmt(value) -> str:
+    return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _min_duration_fix(detail: dict[str, Any], scenario: str | None) -> str:
+    asked = number(detail, "effective_min_duration_ms")
+    lasted = run_duration_s(detail)
+    ran = (f"the run lasted {lasted:.2f} s of min_duration {asked / 1000:g} s"
+           if lasted is not None and asked is not None else "the run ended before min_duration_ms")
+    if scenario == "Offline":
+        achieved = number(detail, "result_samples_per_second")
+        hint = f" (about {achieved:.1f} achieved)" if achieved else ""
+        return (f"{ran}: LoadGen generated too few samples for the machine's speed; raise --target-qps{hint}, "
+                f"or let --find-peak-performance find it")
+    if scenario == "Server":
+        return f"{ran}: raise --target-qps so LoadGen generates more queries, or lower --min-duration"
+    if scenario in ("SingleStream", "MultiStream"):
+        return (f"{ran}: the machine answered faster than the expected latency, so LoadGen's queries ran "
+                f"out; lower --target-latency-ms (or --target-qps) so it generates more")
+    return (f"{ran}; lower --target-latency-ms / raise --target-qps so LoadGen generates more queries")
 
 
 def number(detail: dict[str, Any], key: str) -> float | None:

@@ -24,6 +24,7 @@ from profiles import Config
 from sut import runner, user_conf
 from sut.errors import ConfigError, DatasetError, HarnessError, ModelError
 from sut.results import RunDirectory
+from sut.summary import summarize  # the readable end of a run
 
 log = logging.getLogger(__name__)
 
@@ -200,25 +201,3 @@ def _test_record(t: runner.TestResult) -> dict:
             "metric": t.metric, "reasons": t.reasons, "error": t.error,
             "accuracy": t.accuracy.line() if t.accuracy else None}
 
-
-def summarize(cfg: Config, tests: list[runner.TestResult], directory: Path, backend: dict | None = None) -> str:
-    """The readable end of a run; ``backend`` is ``Backend.describe()`` (runtime version, applied precision)."""
-    lines = [f"profile   : {cfg.profile or '-'}",
-             f"backend   : {cfg.backend}   model: {cfg.model or '(dataset default)'}"]
-    if backend and backend.get("runtime"):  # figures hold for one runtime version: say which
-        precision = backend.get("precision")
-        lines.append(f"runtime   : {backend['runtime']}" + (f"   precision: {precision}" if precision else ""))
-    lines += [
-             f"dataset   : {cfg.dataset} {cfg.dataset_path or ''} ({cfg.count or 'all'} samples)",
-             f"scenario  : {cfg.scenario}{'   (quick: not for submission)' if cfg.quick else ''}"]
-    for t in tests:
-        if t.error:
-            lines.append(f"{t.mode:<10}: FAILED - {t.error}")
-        elif t.mode == "accuracy":
-            lines.append(f"accuracy  : {t.accuracy.line()}")
-        else:
-            metric = f"{t.metric[0]} = {t.metric[1]}" if t.metric else "no metric"
-            lines.append(f"result    : {t.validity}   {metric}")
-            lines += [f"            why: {r}" for r in t.reasons]
-    lines.append(f"results   : {directory}")
-    return "\n".join(lines) + "\n"

@@ -157,3 +157,41 @@ def test_impossible_latency_bound_is_latency_constraint_not_met(details):
 def test_loadgen_reason_is_used_when_no_known_flag_explains_it(details):
     detail = {k: v for k, v in details["invalid_offline"].items() if not k.startswith("result_min_")}
     assert logs.invalid_reasons(detail) == [detail["result_invalid_reason"].strip()]
+
+
+# --- readers for the summary and the peak search --------------------------------------
+
+def test_number_reads_numbers_only(details):
+    detail = details["valid_single_stream"]
+    assert logs.number(detail, "result_query_count") == float(detail["result_query_count"])
+    assert logs.number(detail, "result_validity") is None  # "VALID"
+    assert logs.number(detail, "result_min_duration_met") is None  # a bool is not a figure
+    assert logs.number(detail, "no_such_key") is None
+
+
+def test_run_duration_is_loadgen_s_power_marks(details):
+    for detail in details.values():
+        duration = logs.run_duration_s(detail)
+        assert duration is not None and 0 <= duration < 60
+    assert logs.run_duration_s({"power_begin": "12-02-2026 12:41:36.986",
+                                "power_end": "12-02-2026 12:41:39.587"}) == pytest.approx(2.601)
+    assert logs.run_duration_s({"power_begin": "garbage", "power_end": "x"}) is None
+    assert logs.run_duration_s({}) is None
+
+
+def test_early_stopping_lines_are_loadgen_s_sentences(details):
+    lines = logs.early_stopping_lines(details["valid_single_stream"])
+    assert lines[0].startswith("* Processed at least 64 queries")
+    assert any(line.startswith("* Early stopping 90.0th percentile estimate: ") for line in lines)
+    assert logs.early_stopping_lines(details["invalid_server"])[0] == "* Run unsuccessful."
+    assert logs.early_stopping_lines({}) == []
+
+
+def test_reasons_carry_the_figures_of_the_scenario(details):
+    (offline,) = logs.invalid_reasons(details["invalid_offline"])
+    achieved = details["invalid_offline"]["result_samples_per_second"]
+    assert "min_duration 0.5 s" in offline and f"about {achieved:.1f} achieved" in offline
+    server = logs.invalid_reasons(details["invalid_server"])
+    late = details["invalid_server"]["result_overlatency_query_count"]
+    assert any(f"({late} of 500 queries over the 0.0001 ms bound)" in r for r in server), server
+    assert any(r.startswith("early stopping not met: lower --target-qps") for r in server), server
