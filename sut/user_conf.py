@@ -215,6 +215,8 @@ def _read(path: str) -> str:
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"user.conf not found: {path} (--user-conf)") from None
     except OSError as exc:
         raise ConfigError(f"cannot read user.conf {path}: {exc.strerror or exc} (--user-conf)") from None
     try:

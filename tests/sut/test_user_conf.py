@@ -89,9 +89,11 @@ def test_non_utf8_and_invisible_characters_are_named(conf):
         user_conf.validate(path, NAMES, "Offline")
 
 
-def test_a_missing_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"cannot read user.conf .*nope.conf: No such file.*--user-conf"):
+def test_a_missing_or_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"user.conf not found: .*nope.conf \(--user-conf\)"):
         user_conf.validate(str(tmp_path / "nope.conf"), NAMES, "Offline")
+    with pytest.raises(ConfigError, match=r"cannot read user.conf .*: Is a directory \(--user-conf\)"):
+        user_conf.validate(str(tmp_path), NAMES, "Offline")
 
 
 def test_for_loadgen_passes_the_file_itself_when_nothing_needs_rewriting(conf):
