@@ -108,8 +108,6 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--no-progress", action="store_false", dest="progress", default=None)
     out.add_argument("-v", "--verbose", action="store_true")
     cli_reference.add_options(p)
-    cli_reference.add_options(p)
-    cli_reference.add_options(p)
     net = p.add_argument_group("network (LoadGen here, SUT nodes started with: run.py serve --listen HOST:PORT)")
     net.add_argument("--nodes", help="comma list of SUT nodes HOST:PORT[,HOST:PORT...] to drive from this LoadGen node")
     net.add_argument("--token-file", help="shared secret (a file only its owner may read), the same on every node")
@@ -259,9 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         require_loadgen(submission=bool(division))
         from sut import session, sweep  # imports LoadGen
 
-        if args.find_peak_performance:  # sut/peak.py: short LoadGen runs, each step printed
-            from sut import peak
-            return peak.main(cfg)
         if args.find_peak_performance:  # sut/peak.py: short LoadGen runs, each step printed
             from sut import peak
             return peak.main(cfg)
