@@ -162,9 +162,19 @@ def search_offline(run: Callable[[float], Step], start: float, min_duration_s: f
 
 
 def best_step(steps: list[Step]) -> Step | None:
-    """The VALID step with the highest target (the last VALID one for SS/MS)."""
+    """Server: the VALID step with the highest target (SS/MS: the VALID one)."""
     valid = [s for s in steps if s.valid]
     return max(valid, key=lambda s: (s.target, s.number)) if valid else None
+
+
+def offline_best(steps: list[Step], min_duration_s: float) -> Step | None:
+    """Offline: the last VALID step that lasted 1 to :data:`OFFLINE_LONGEST` times
+    ``min_duration_s``; failing that, the VALID step that lasted least."""
+    valid = [s for s in steps if s.valid and s.duration_s is not None]
+    fits = [s for s in valid if s.duration_s <= OFFLINE_LONGEST * min_duration_s]
+    if fits:
+        return fits[-1]
+    return min(valid, key=lambda s: s.duration_s) if valid else None
 
 
 # --- one step: a LoadGen run on prepared parts ----------------------------------------
@@ -241,12 +251,14 @@ def find(cfg: Config, parts, root: Path, echo=print) -> Peak:
     if cfg.scenario == "Server":
         start = cfg.target_qps or rate / 2
         search_server(run, start, max(rate * CEILING, start))
+        peak.best = best_step(peak.steps)
     elif cfg.scenario == "Offline":
         min_s = step_config(cfg, None).min_duration_ms / 1000
         search_offline(run, cfg.target_qps or rate, min_s)
+        peak.best = offline_best(peak.steps, min_s)
     else:
         run(None)
-    peak.best = best_step(peak.steps)
+        peak.best = best_step(peak.steps)
     peak.conf_line = conf_line(cfg, peak.best)
     peak.note = conclusion(cfg, peak)
     return peak
@@ -326,6 +338,9 @@ def conclusion(cfg: Config, peak: Peak) -> str:
                 f"run at --target-qps {_round_down(best.target)}")
     if cfg.scenario == "Offline":
         duration = f"{best.duration_s:.1f} s" if best.duration_s is not None else "?"
+        longest = OFFLINE_LONGEST * step_config(cfg, None).min_duration_ms / 1000
+        if best.duration_s is not None and best.duration_s > longest:
+            duration += f" (no step ended within {longest:g} s: the rate varied between steps)"
         return (f"expected QPS {best.target:.1f}: step {best.number} was VALID at {best.achieved or 0:.1f} "
                 f"samples/s and lasted {duration} for a {step_config(cfg, None).min_duration_ms / 1000:g} s "
                 f"minimum; the same expected QPS suits a longer --time (LoadGen scales the sample count)")
