@@ -53,6 +53,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -177,6 +178,8 @@ class PyTorchBackend(Backend):
         self._device = torch.device(device)
         if self.options.threads > 0:
             torch.set_num_threads(self.options.threads)
+        # the harness's sample memory may be read-only; inputs are only read (never written in place)
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
         if extra.get("cudnn_benchmark"):
             if device == "cpu":
                 raise ConfigError("pytorch option cudnn_benchmark needs a CUDA device (--device cuda:N)")
