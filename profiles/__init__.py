@@ -43,6 +43,7 @@ class Config:
     samples_per_query: int | None = None  # MultiStream; LoadGen default 8
     user_conf: str | None = None
     min_duration_ms: int | None = None
+    max_duration_ms: int | None = None  # LoadGen stops issuing queries after this (--time sets both)
     min_query_count: int | None = None
     max_query_count: int | None = None
     performance_sample_count: int | None = None
@@ -65,7 +66,6 @@ class Config:
     sample_timeout_s: float = 60.0     # a sample unanswered this long fails the run
     server_batch_timeout_ms: float = 0.0   # Server: wait this long for a batch to fill (0: batch what is queued)
     trace: bool = False                # LoadGen trace log (slow, large)
-    audit_conf: str | None = None      # LoadGen audit.config to apply (a compliance test); None: none
     audit_conf: str | None = None      # LoadGen audit.config to apply (a compliance test); None: none
     progress: bool = True
 
@@ -173,6 +173,7 @@ RANGES: dict[str, Bound] = {
     "count": Bound(1),
     "samples_per_query": Bound(1, 65536),
     "min_duration_ms": Bound(0, note="milliseconds; --time is in seconds"),
+    "max_duration_ms": Bound(0, note="milliseconds, 0 = no limit; --time is in seconds"),
     "min_query_count": Bound(0),
     "max_query_count": Bound(0, note="0 = no limit"),
     "performance_sample_count": Bound(1),
@@ -190,6 +191,7 @@ RANGES: dict[str, Bound] = {
 #: the command-line option of a field, where it differs from ``--field-name``
 FLAGS = {
     "min_duration_ms": "--min-duration (or --time in seconds)",
+    "max_duration_ms": "--time (in seconds)",
     "max_batch_size": "--max-batchsize",
     "sample_timeout_s": "--sample-timeout",
     "calibration_count": "calibration_count (profile key)",
@@ -216,6 +218,10 @@ def validate(cfg: Config, source: str = "the configuration") -> None:
     if cfg.max_query_count and cfg.min_query_count is not None and cfg.min_query_count > cfg.max_query_count:
         raise ConfigError(f"--min-query-count {cfg.min_query_count} is above --max-query-count "
                           f"{cfg.max_query_count} (from {source}): raise the maximum or lower the minimum")
+    max_ms = getattr(cfg, "max_duration_ms", None)
+    if max_ms and cfg.min_duration_ms is not None and cfg.min_duration_ms > max_ms:
+        raise ConfigError(f"the minimum duration {cfg.min_duration_ms} ms is above the maximum {max_ms} ms "
+                          f"(from {source}): raise the maximum or lower the minimum")
 
 
 def check_query_budget(cfg: Config, user_values: Mapping[str, Any] | None = None) -> None:
