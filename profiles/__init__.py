@@ -155,10 +155,19 @@ class Bound:
         return self.high is None or value <= self.high
 
     def describe(self) -> str:
-        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
-        high = None if self.high is None else f"<= {self.high:g}"
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        high = None if self.high is None else f"<= {_number(self.high)}"
         text = " and ".join(t for t in (low, high) if t) or "any finite number"
         return text + (f" ({self.note})" if self.note else "")
+
+
+def _number(value) -> str:
+    """``604,800,000`` for whole numbers, ``0.5`` for others; a huge value shortened."""
+    if value == MAX_COUNT:
+        return "2^63-1"
+    if isinstance(value, float) and not value.is_integer() or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{int(value):,}" if abs(value) < 1e21 else f"{value:.3g}"
 
 
 #: the most model instances a backend is asked for (each is a model copy and a thread)
@@ -167,16 +176,20 @@ MAX_INSTANCES = 64
 MAX_THREADS = 1024
 #: the largest batch per inference
 MAX_BATCH_SIZE = 65536
+#: the longest test: a week, in milliseconds
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+#: LoadGen's counts are 64-bit
+MAX_COUNT = 2**63 - 1
 
 #: accepted range of every numeric Config field (``None`` values are "not set": LoadGen's or the backend's default)
 RANGES: dict[str, Bound] = {
     "count": Bound(1),
     "samples_per_query": Bound(1, 65536),
-    "min_duration_ms": Bound(0, note="milliseconds; --time is in seconds"),
-    "max_duration_ms": Bound(0, note="milliseconds, 0 = no limit; --time is in seconds"),
-    "min_query_count": Bound(0),
-    "max_query_count": Bound(0, note="0 = no limit"),
-    "performance_sample_count": Bound(1),
+    "min_duration_ms": Bound(0, MAX_DURATION_MS, note="milliseconds; --time is in seconds"),
+    "max_duration_ms": Bound(0, MAX_DURATION_MS, note="milliseconds, 0 = no limit; --time is in seconds"),
+    "min_query_count": Bound(0, limits.MAX_GENERATED_SAMPLES),
+    "max_query_count": Bound(0, MAX_COUNT, note="0 = no limit"),
+    "performance_sample_count": Bound(1, MAX_COUNT),
     "target_qps": Bound(0, low_open=True),
     "target_latency_ms": Bound(0, low_open=True),
     "threads": Bound(0, MAX_THREADS, note="0 = the runtime's default"),
@@ -214,7 +227,7 @@ def validate(cfg: Config, source: str = "the configuration") -> None:
         value = getattr(cfg, key)
         if value is not None and not bound.accepts(value):
             what = "a finite number " if "float" in str(FIELDS[key].type) else "a whole number "
-            raise ConfigError(f"{option_name(key)} must be {what}{bound.describe()}, got {value!r} (from {source})")
+            raise ConfigError(f"{option_name(key)} must be {what}{bound.describe()}, got {_number(value)} (from {source})")
     if cfg.max_query_count and cfg.min_query_count is not None and cfg.min_query_count > cfg.max_query_count:
         raise ConfigError(f"--min-query-count {cfg.min_query_count} is above --max-query-count "
                           f"{cfg.max_query_count} (from {source}): raise the maximum or lower the minimum")
