@@ -12,6 +12,18 @@ if sys.version_info < (3, 8):
                      % (sys.executable or "this interpreter", sys.version_info[0], sys.version_info[1]))
     sys.exit(1)
 
+import signal
+
+
+def _interrupted_while_starting(signum, frame):
+    # nothing is written yet: say so in one line and exit now (sut.cli installs the real handlers)
+    sys.stderr.write("error: interrupted by %s while starting\n" % {2: "SIGINT", 15: "SIGTERM"}.get(signum, signum))
+    os._exit(128 + signum)
+
+
+for _signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signum, _interrupted_while_starting)
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # this checkout's packages first: ``datasets`` must be ours, not Hugging Face's
 sys.path.insert(0, ROOT)
@@ -26,7 +38,7 @@ try:
         sys.exit("error: imported another 'datasets' package (%s) instead of %s/datasets"
                  % (datasets.__file__, ROOT))
 
-    from sut.cli import main  # noqa: E402
+    from sut.cli import exit_code, main  # noqa: E402
 except ImportError as exc:
     missing = (getattr(exc, "name", None) or "").split(".")[0]
     if missing not in DEPENDENCIES:
@@ -36,4 +48,4 @@ except ImportError as exc:
     sys.exit(5)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main()))

@@ -13,12 +13,13 @@ import time, so ``import backends`` works with only NumPy installed.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import logging
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from sut.errors import BackendFailure, BackendUnavailable, ConfigError, ModelError
+from sut.errors import BackendFailure, BackendUnavailable, ConfigError, HarnessError, ModelError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,12 @@ class Backend(abc.ABC):
     # --- public API -------------------------------------------------------
     def load(self, model_path: str | None) -> ModelInfo:
         """Load the model; raises ModelError / BackendUnavailable (ConfigError
-        for a precision this backend cannot apply to it)."""
+        for a precision this backend cannot apply to it). Anything else a
+        runtime or plugin raises is a BackendFailure naming the backend."""
+        with self._failures_named("load " + (str(model_path) if model_path else "its model")):
+            return self._load(model_path)
+
+    def _load(self, model_path: str | None) -> ModelInfo:
         self.check_precision(self.options.precision, model_path)
         path, spec = model_path, None
         if self.options.precision == "int8" and self.qdq_int8 and _is_onnx(model_path):
@@ -254,7 +260,10 @@ class Backend(abc.ABC):
         return np.concatenate(outputs)
 
     def close(self) -> None:
-        self.close_impl()
+        """Free the runtime; anything but a HarnessError it raises is a
+        BackendFailure naming the backend."""
+        with self._failures_named("close"):
+            self.close_impl()
         scratch = self.__dict__.pop("_scratch", None)
         if scratch is not None:
             import shutil
@@ -288,8 +297,33 @@ class Backend(abc.ABC):
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            self.close()
+            return
+        try:  # already failing: a failure to close must not hide why
+            self.close()
+        except Exception as problem:
+            log.debug("closing backend %s after %s also failed: %s", self.label(), exc_type.__name__, problem)
+
+    def label(self) -> str:
+        """How errors name this backend: its ``name`` for a built-in one, the
+        ``module:Class`` a plugin was given as (plugins often reuse a built-in's name)."""
+        cls = type(self)
+        if cls.__module__.startswith("backends.") and self.name:
+            return self.name
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    @contextlib.contextmanager
+    def _failures_named(self, doing: str):
+        try:
+            yield
+        except HarnessError:
+            raise
+        except Exception as exc:
+            reason = one_line(exc)
+            raise BackendFailure(f"backend '{self.label()}' failed to {doing}: {type(exc).__name__}"
+                                 + (f": {reason}" if reason else "")) from exc
 
     # --- hooks ------------------------------------------------------------
     @abc.abstractmethod

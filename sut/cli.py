@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import signal
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import backends
 import datasets
 import profiles
-from sut.errors import BackendFailure, BackendUnavailable, ConfigError, HarnessError
+from sut import console, signals
+from sut.errors import (INTERNAL_ERROR, BackendUnavailable, ConfigError, HarnessError, Interrupted, ResultsError,
+                        one_line)
 from sut.network import cli as network_cli
 
 log = logging.getLogger(__name__)
@@ -29,8 +36,14 @@ Settings are merged: built-in defaults -> profile -> these options; LoadGen
 settings: built-in mlperf.conf -> --user-conf -> these options. Each run
 writes a new directory under --output (never overwriting an earlier one):
 <run>/config.json, summary.txt and <system>/<model>/<Scenario>/{performance/run_1,accuracy}.
-Exit codes: 0 ok, 1 other error, 2 bad option, 3 model, 4 dataset,
-5 runtime/device unavailable, 6 backend failed during the run, 7 results.
+Exit codes: 0 ok; 1 internal error (a bug: traceback in error.log; also
+problems found by --check-submission/--submission); 2 bad option; 3 model;
+4 dataset; 5 runtime/device unavailable; 6 backend failed during the run;
+7 results or cache cannot be written whole (disk full, read-only, a log cut
+short); 130 Ctrl-C, 143 SIGTERM (the run stops cleanly: <run>.interrupted).
+A run's directory is <run>.partial while it runs, then <run> (complete),
+<run>.failed or <run>.interrupted; a .partial whose process died is renamed
+<run>.abandoned by the next run. -v prints tracebacks on the terminal.
 """
 
 
@@ -205,7 +218,7 @@ def check_submission(root: str) -> int:
     from submission import check_tree
 
     if not os.path.isdir(root):
-        raise HarnessError(f"no submission tree at {root}")
+        raise ConfigError(f"no submission tree at {root}: pass the directory a --submission run printed")
     problems = check_tree(root)
     for problem in problems:
         print(f"- {problem}")
@@ -221,11 +234,13 @@ def submit(cfg, args, division: str) -> int:
         result = run_submission(cfg, args.submitter, division, args.system_desc, quick=cfg.quick,
                                 scenarios=args.scenarios.split(",") if args.scenarios else None,
                                 with_compliance=args.compliance)
-    except BackendFailure as exc:
-        if getattr(exc, "hung", False):
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            os._exit(6)
+    except Exception as exc:
+        # a signal ends the test running as a failure of that test: report the signal
+        # (when LoadGen is stuck, run.py's exit_code() ends the process with os._exit)
+        if signals.requested() and not isinstance(exc, Interrupted):
+            raise Interrupted(signals.requested()) from exc
         raise
+    signals.check()
     print(f"submission tree: {result.root}")
     for problem in result.problems:
         print(f" - {problem}")
@@ -235,11 +250,20 @@ def submit(cfg, args, division: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (sut/errors.py). Every
+    error is one ``error:`` line on stderr; Ctrl-C / SIGTERM end the run
+    cleanly (sut/signals.py)."""
+    with signals.installed():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     if network_cli.wanted(argv):  # run.py serve ... / run.py --nodes ...: sut/network
         return network_cli.main(argv)
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    cfg = None
     try:
         if args.list_profiles:
             print(list_everything())
@@ -265,22 +289,113 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.precision and "," in cfg.precision:
             rows = sweep.run(cfg, sweep.parse_precisions(cfg.precision), session.execute)
             print(sweep.table(rows, cfg.scenario), end="", flush=True)
+            signals.check()  # a signal ends the sweep's run: the table shows what was done
             return 6 if any(r.error for r in rows) else 0
         if cfg.precision:
             sweep.parse_precisions(cfg.precision)
         outcome = session.execute(cfg)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except BaseException as exc:  # every error, ours or not: one line and its exit code
+        if isinstance(exc, SystemExit):
+            raise
+        return fail(exc, args.verbose, places(args, cfg))
     print(outcome.summary, end="", flush=True)
     if not outcome.ok:
         error = next(t.error for t in outcome.tests if t.error)
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        if outcome.hung:
-            sys.stderr.flush()
-            os._exit(6)  # LoadGen is stuck on a backend call; it cannot be stopped otherwise
-        return 6
+        console.error_line(f"error: {one_line(error)}")
+        return 6  # a hung LoadGen is still running: run.py's exit_code() ends the process with os._exit
     return 0
+
+
+def places(args: argparse.Namespace, cfg=None) -> dict[str, str]:
+    """Where the harness writes, by option: an OS error there is the user's to fix (exit 7)."""
+    output = getattr(cfg, "output", None) or args.output or "results"
+    cache_dir = getattr(cfg, "cache_dir", None) or args.cache_dir
+    found = {"--output": output}
+    if cache_dir != "none":
+        found["--cache-dir"] = cache_dir or str(Path.home() / ".cache" / "mlperf-edge")
+    return found
+
+
+#: errors of a write that a full or read-only disk gives wherever it happens
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def classify(exc: BaseException, where: dict[str, str] | None = None) -> tuple[int, str]:
+    """(exit code, message) for an exception that ended the harness."""
+    if isinstance(exc, KeyboardInterrupt):
+        exc = Interrupted(signal.SIGINT)
+    if isinstance(exc, HarnessError):
+        text = one_line(exc)
+        directory = getattr(exc, "run_directory", None)
+        if isinstance(exc, Interrupted) and directory:
+            text += f"; results so far in {directory}"
+        return exc.exit_code, text
+    if isinstance(exc, OSError) and exc.filename:
+        option = next((opt for opt, path in (where or {}).items() if _inside(exc.filename, path)), None)
+        if option or exc.errno in STORAGE_ERRNOS:
+            fix = f"; fix it or choose another {option}" if option else "; free space or choose another --output"
+            if option == "--cache-dir":
+                fix += " (--cache-dir none keeps samples in memory)"
+            return ResultsError.exit_code, f"cannot write {exc.filename}: {one_line(exc.strerror or exc)}{fix}"
+    if isinstance(exc, MemoryError):
+        return INTERNAL_ERROR, "out of memory (MemoryError); use fewer samples (--count) or a smaller run"
+    return INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {one_line(exc)}" if str(exc) else \
+        f"internal error: {type(exc).__name__}"
+
+
+def fail(exc: BaseException, verbose: bool = False, where: dict[str, str] | None = None) -> int:
+    """Print the one ``error:`` line for ``exc`` and return its exit code.
+
+    The traceback goes to ``error.log`` in the run directory (``session``
+    writes it) or, for an internal error before any run directory exists, to
+    a temporary file; ``-v`` prints it on the terminal too. The line names
+    where the traceback is only for internal errors (exit 1: a bug to report).
+    """
+    code, text = classify(exc, where)
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if code == INTERNAL_ERROR:
+        path = getattr(exc, "error_log", None) or _temporary_log(trace)
+        if path:
+            text += f" (traceback: {path})"
+    if verbose:
+        try:
+            sys.stdout.flush()
+            sys.stderr.write(trace)
+        except (OSError, ValueError):
+            pass
+    console.error_line(f"error: {text}")
+    return code
+
+
+def _temporary_log(trace: str) -> str | None:
+    try:
+        fd, path = tempfile.mkstemp(prefix="mlperf-edge-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(trace)
+        return path
+    except OSError:
+        return None
+
+
+def _inside(path, root) -> bool:
+    if not path or not root:
+        return False
+    try:
+        Path(os.path.abspath(os.fsdecode(path))).relative_to(os.path.abspath(root))
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def exit_code(code: int) -> int:
+    """What ``run.py`` exits with: ``code`` -- through ``os._exit`` (after
+    flushing) when a LoadGen or warm-up thread still runs (a hung backend),
+    because a normal interpreter exit then aborts in LoadGen's C++ threads."""
+    if signals.busy_threads():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code

@@ -79,7 +79,7 @@ class Completer:
         with self._lock:
             if self.error is None:
                 self.error = error
-                log.error("run failed: %s", error)
+                log.debug("run failed: %s", error)  # the CLI reports it: one error line
             self.failed.set()
             pending, self._outstanding = self._outstanding, {}
         for ids, _ in pending.values():

@@ -7,9 +7,20 @@ the CLI prints ``error: <message>`` on one line and exits with the error's
 This module imports nothing (``sut/__init__.py`` is empty too), so every
 package -- backends, datasets, profiles, submission, sut -- imports it at module
 top without an import cycle or LoadGen (tests/sut/test_errors.py keeps it so).
+
+Exit codes: 0 success; 1 an unexpected internal error (a bug, or an exception
+from a runtime or the OS that no check caught: the CLI writes its traceback
+to ``error.log``) -- and, for ``--check-submission`` / ``--submission``,
+problems found in the tree; 2-7 the classes below; 128 + the signal number
+(130 Ctrl-C, 143 SIGTERM) for :class:`Interrupted`.
 """
 
+from __future__ import annotations
+
 import signal
+
+#: exit code of an exception that is not a HarnessError (a bug, or an uncaught runtime/OS error)
+INTERNAL_ERROR = 1
 
 
 class HarnessError(Exception):
@@ -49,7 +60,9 @@ class BackendFailure(HarnessError):
 
 
 class ResultsError(HarnessError):
-    """The output directory cannot be written without losing earlier results."""
+    """The results cannot be written whole: the output directory is not writable
+    or full, or a file of the run (ours or LoadGen's log) is missing, cut short
+    or holds no verdict."""
 
     exit_code = 7
 
@@ -57,8 +70,23 @@ class ResultsError(HarnessError):
 class Interrupted(HarnessError):
     """Ctrl-C (SIGINT) or SIGTERM ended the run; exit 128 + the signal number."""
 
+    exit_code = 128 + signal.SIGINT
+
     def __init__(self, signum: int = 2, message: str | None = None):
         self.signum = signum
         self.exit_code = 128 + signum
-        name = signal.Signals(signum).name if signum in {s.value for s in signal.Signals} else str(signum)
-        super().__init__(message or f"interrupted by {name}")
+        super().__init__(message or f"interrupted by {signal_name(signum)}")
+
+
+def signal_name(signum: int) -> str:
+    """``SIGINT`` for 2, ``SIGTERM`` for 15; the number itself when it names no signal."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: line breaks and runs of blanks become one space
+    (an error message must never spill onto a second line)."""
+    return " ".join(str(text).split())

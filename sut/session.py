@@ -12,8 +12,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import platform
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 import backends
@@ -22,9 +25,14 @@ from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
 from sut import runner, user_conf
-from sut.errors import ConfigError, DatasetError, HarnessError, ModelError
-from sut.results import RunDirectory
+from sut import signals
+from sut.errors import (BackendFailure, ConfigError, DatasetError, HarnessError, Interrupted, ModelError,
+                        ResultsError, one_line)
+from sut.results import RunDirectory, check_loadgen_logs
 from sut.summary import summarize  # the readable end of a run
+
+#: the traceback of the exception that ended a run, in its directory
+ERROR_LOG = "error.log"
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +106,7 @@ def check_precisions(cfg: Config, precisions, model) -> None:
     wanted = [p for p in precisions if p]
     if not wanted:
         return
-    backend = backends.create(cfg.backend, backend_options(cfg))
+    backend = create_backend(cfg, backend_options(cfg))
     for precision in wanted:
         backend.check_precision(precision, model)
 
@@ -138,21 +146,63 @@ def open_dataset(cfg: Config):
 @contextlib.contextmanager
 def prepared(cfg: Config, dataset, model, record: dict):
     """Load the backend, check the model fits, preprocess (or reuse the
-    cache) and warm up; the backend is closed on exit."""
-    backend = backends.create(cfg.backend, backend_options(cfg, dataset))
-    with backend:
+    cache) and warm up; the backend is closed on exit, unless a thread of
+    LoadGen or of the warm-up may still be inside it (a hung backend).
+
+    The body runs with signals :func:`~sut.signals.deferred`: Ctrl-C there
+    is a request the LoadGen tests honour, then :func:`~sut.signals.check`."""
+    backend = create_backend(cfg, backend_options(cfg, dataset))
+    try:
         info = backend.load(model)
         record.update(backend=backend.describe(), model=info.describe())
         dataset.check_model(info)
         store = cache.prepare(dataset.sources, dataset.preprocessor(info.input), info.input,
                               dataset.cache_key(info.input), cache_root(cfg),
                               cfg.preprocess_workers, cfg.progress)
-        estimate = runner.warm_up(backend, info, dataset, store, cfg.samples_per_query or 8, cfg.sample_timeout_s)
+        with signals.deferred():  # the warm-up thread must not outlive the backend
+            estimate = runner.warm_up(backend, info, dataset, store, cfg.samples_per_query or 8,
+                                      cfg.sample_timeout_s)
+        signals.check()
         record["warm_up"] = dataclasses.asdict(estimate)
-        yield Parts(dataset, backend, info, store, estimate)
+        with signals.deferred():
+            yield Parts(dataset, backend, info, store, estimate)
+    except BaseException as exc:
+        if not signals.busy_threads() and not getattr(exc, "hung", False):
+            _close_quietly(backend, exc)
+        raise
+    if signals.busy_threads():
+        log.debug("backend left open: a LoadGen or warm-up thread is still inside it")
+        return
+    backend.close()
+
+
+def create_backend(cfg: Config, options: BackendOptions):
+    """``backends.create``, with anything but a HarnessError from a plugin's
+    constructor reported as a backend failure naming it (exit 6)."""
+    try:
+        return backends.create(cfg.backend, options)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise BackendFailure(f"backend '{cfg.backend}' could not be created: {type(exc).__name__}: "
+                             f"{one_line(exc)}") from exc
+
+
+def _close_quietly(backend, error: BaseException) -> None:
+    """Close after ``error``: a second failure is logged, never hides the first."""
+    try:
+        backend.close()
+    except Exception as exc:
+        log.debug("closing the backend after %s also failed: %s", type(error).__name__, exc)
 
 
 def execute(cfg: Config, echo=print) -> Outcome:
+    """One run: its result directory ends complete, ``.failed`` or
+    ``.interrupted`` (see :mod:`sut.results`), holding ``config.json`` and
+    ``summary.txt`` either way, and ``error.log`` (the traceback) when an
+    exception ended it; the exception is re-raised with ``run_directory`` and
+    ``error_log`` attributes for the CLI's one line."""
+    signals.check()  # a stop asked between runs (a precision sweep): nothing more starts
     modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
     dataset, model = open_dataset(cfg)
     check_precisions(cfg, [cfg.precision], model)
@@ -160,34 +210,119 @@ def execute(cfg: Config, echo=print) -> Outcome:
     tests: list[runner.TestResult] = []
     record = {"config": cfg.to_dict(), "model_path": model, "python": sys.version.split()[0],
               "platform": platform.platform(), "response_dtype": "float32"}
-    try:
-        with prepared(cfg, dataset, model, record) as parts:
-            for mode in modes:
-                outdir = run_dir.test_dir(default_system(cfg), cfg.model_name, cfg.scenario, mode)
-                echo(f"running {cfg.scenario} {mode} test ({len(parts.store)} samples) ...")
-                result = runner.run_test(cfg, mode, parts.backend, parts.info, dataset, parts.store,
-                                         parts.estimate, outdir)
-                tests.append(result)
-                if not result.ok:
-                    break
-    except HarnessError as exc:
-        record["error"] = str(exc)
-        run_dir.write_json("config.json", record)
-        run_dir.write_text("summary.txt", f"FAILED: {exc}\n")
-        run_dir.finish(ok=False)
-        raise
-    record["results"] = [_test_record(t) for t in tests]
-    outcome = Outcome(run_dir.path, tests, "")
-    run_dir.write_json("config.json", record)
-    if outcome.hung:  # LoadGen still owns files in the directory: leave it .partial
-        outcome.summary = summarize(cfg, tests, run_dir.path, record.get("backend"))
-        run_dir.write_text("summary.txt", outcome.summary)
-        return outcome
-    final = run_dir.finish(ok=outcome.ok)
+    current: list = []  # (outdir, mode) of the test running, for judging an exception
+    with signals.on_hard_exit(lambda: _interrupted_now(run_dir)):
+        try:
+            run_dir.write_json("config.json", record)  # a full or read-only --output fails here, before any work
+            with prepared(cfg, dataset, model, record) as parts:
+                for mode in modes:
+                    outdir = run_dir.test_dir(default_system(cfg), cfg.model_name, cfg.scenario, mode)
+                    current[:] = [outdir, mode]
+                    echo(f"running {cfg.scenario} {mode} test ({len(parts.store)} samples) ...")
+                    result = runner.run_test(cfg, mode, parts.backend, parts.info, dataset, parts.store,
+                                             parts.estimate, outdir)
+                    tests.append(result)
+                    verify(result)
+                    current.clear()
+                    if not result.ok:
+                        break
+                    signals.check()
+        except BaseException as exc:
+            raise _failed(cfg, run_dir, record, tests, exc, current)
+        outcome = Outcome(run_dir.path, tests, "")
+        state = "complete" if outcome.ok else "failed"
+        try:
+            record["state"] = state
+            record["results"] = [_test_record(t, run_dir, state) for t in tests]
+            outcome.summary = summarize(cfg, tests, run_dir.final_path(state), record.get("backend"))
+            run_dir.write_json("config.json", record)
+            run_dir.write_text("summary.txt", outcome.summary)
+            final = run_dir.finish(state=state)
+        except BaseException as exc:
+            raise _failed(cfg, run_dir, record, tests, exc, [])
     outcome.directory = final
-    outcome.summary = summarize(cfg, tests, final, record.get("backend"))
-    (final / "summary.txt").write_text(outcome.summary)
     return outcome
+
+
+def verify(result: runner.TestResult) -> None:
+    """Raise unless a finished test can be trusted: Interrupted when a signal
+    ended it; ResultsError when LoadGen's logs are missing, cut short or hold
+    no verdict (a failed test is reported by its error instead)."""
+    signum = getattr(result, "interrupted", None)
+    if signum:
+        raise Interrupted(signum)
+    if result.error or result.hung:
+        return
+    problem = check_loadgen_logs(result.directory, result.mode)
+    if problem is None and result.mode == "performance" and result.validity not in ("VALID", "INVALID"):
+        problem = f"LoadGen logged no verdict in {result.directory} (result_validity: {result.validity!r})"
+    if problem is None and result.mode == "accuracy" and result.accuracy is None:
+        problem = f"no accuracy was scored from {result.directory}"
+    if problem:
+        raise ResultsError(problem)
+
+
+def _failed(cfg: Config, run_dir: RunDirectory, record: dict, tests: list, exc: BaseException,
+            current: list) -> BaseException:
+    """Record why the run ended, name the directory ``.interrupted`` or
+    ``.failed``, and return the exception to raise (KeyboardInterrupt becomes
+    Interrupted; an OS error on the results becomes ResultsError; an error
+    caused by LoadGen's log being cut short becomes that ResultsError)."""
+    if isinstance(exc, KeyboardInterrupt):
+        exc = Interrupted(signal.SIGINT)
+    elif not isinstance(exc, HarnessError) and isinstance(exc, Exception):
+        problem = check_loadgen_logs(*current) if current else None
+        if problem:
+            exc = _chained(ResultsError(problem), exc)
+        elif isinstance(exc, OSError) and _inside(getattr(exc, "filename", None), run_dir.root):
+            exc = _chained(ResultsError(f"cannot write {exc.filename}: {one_line(exc.strerror or exc)}; "
+                                        "free space there or choose another --output"), exc)
+    state = "interrupted" if isinstance(exc, Interrupted) else "failed"
+    record.update(state=state, error=one_line(exc) or type(exc).__name__,
+                  results=[_test_record(t, run_dir, state) for t in tests])
+    if not isinstance(exc, Interrupted):
+        exc.error_log = _write_error_log(run_dir, exc)
+    summary = f"{state.upper()}: {one_line(exc)}\n" + summarize(cfg, tests, run_dir.final_path(state),
+                                                                  record.get("backend"))
+    for name, write in (("config.json", lambda: run_dir.write_json("config.json", record)),
+                        ("summary.txt", lambda: run_dir.write_text("summary.txt", summary))):
+        try:
+            write()
+        except HarnessError as problem:  # the disk that failed the run may refuse these too
+            log.debug("could not write %s: %s", name, problem)
+    exc.run_directory = run_dir.finish(state=state)
+    return exc
+
+
+def _chained(new: BaseException, cause: BaseException) -> BaseException:
+    new.__cause__ = cause
+    new.__traceback__ = cause.__traceback__
+    return new
+
+
+def _inside(path, root: Path) -> bool:
+    if not path:
+        return False
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _write_error_log(run_dir: RunDirectory, exc: BaseException) -> Path | None:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        run_dir.write_text(ERROR_LOG, text)
+    except HarnessError:
+        return None
+    return run_dir.final_path("failed") / ERROR_LOG
+
+
+def _interrupted_now(run_dir: RunDirectory) -> str:
+    """A second signal: name the directory ``.interrupted`` before the process exits."""
+    path = run_dir.finish(state="interrupted")
+    return f"partial results in {path}"
 
 
 def cache_root(cfg: Config):
@@ -196,8 +331,10 @@ def cache_root(cfg: Config):
     return Path(cfg.cache_dir) if cfg.cache_dir else cache.DEFAULT_CACHE_DIR
 
 
-def _test_record(t: runner.TestResult) -> dict:
-    return {"scenario": t.scenario, "mode": t.mode, "directory": str(t.directory), "validity": t.validity,
+def _test_record(t: runner.TestResult, run_dir: RunDirectory, state: str) -> dict:
+    """A test for config.json, its directory named as it is once the run has ended in ``state``."""
+    directory = run_dir.final_path(state) / Path(t.directory).relative_to(run_dir.path)
+    return {"scenario": t.scenario, "mode": t.mode, "directory": str(directory), "validity": t.validity,
             "metric": t.metric, "reasons": t.reasons, "error": t.error,
             "accuracy": t.accuracy.line() if t.accuracy else None}
 
