@@ -127,6 +127,10 @@ def parser() -> argparse.ArgumentParser:
     net.add_argument("--on-node-failure", choices=("redispatch", "fail"), default="redispatch",
                      help="when a node dies, hangs past --sample-timeout or answers garbage: re-send its "
                           "samples to the other nodes (default) or fail the run naming it")
+    looks = p.add_argument_group("looking at results")
+    looks.add_argument("--compare", nargs="+", metavar="DIR",
+                       help="compare result directories (runs, precision sweeps, or a folder of them): print "
+                            "a table, write compare.html and plots under --output, and exit")
     return p
 
 
@@ -265,6 +269,9 @@ def _main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     cfg = None
     try:
+        if args.compare:  # tables and plots of result directories (sut/compare.py)
+            from sut import compare
+            return compare.main(args.compare, args.output)
         if args.list_profiles:
             print(list_everything())
             return 0

@@ -24,7 +24,7 @@ import datasets
 from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
-from sut import runner, user_conf
+from sut import report, runner, user_conf
 from sut import signals
 from sut.errors import (BackendFailure, ConfigError, DatasetError, HarnessError, Interrupted, ModelError,
                         ResultsError, one_line)
@@ -241,6 +241,7 @@ def execute(cfg: Config, echo=print) -> Outcome:
         except BaseException as exc:
             raise _failed(cfg, run_dir, record, tests, exc, [])
     outcome.directory = final
+    report.write_safely(final, record, tests)  # report.html, plots, latencies.npy; never fails the run
     return outcome
 
 
