@@ -62,6 +62,8 @@ MODELS = {
     "onnxruntime": ["mobilenet_v1_1.0_224_quant_qdq_nchw.onnx"],
     "openvino": ["mobilenet_v1_1.0_224_quant.tflite", "mobilenet_v1_0.25_128_quant.tflite",
                  "openvino_ir/mobilenet_v1_0.25_128_quant.xml"],
+    # no PyTorch MobileNet is shared: the KWS model as TorchScript, made by benchmarks/kws_pytorch.py
+    "pytorch": ["kws_ref_model TorchScript"],
 }
 SAMPLES = 32
 
@@ -147,7 +149,36 @@ def openvino_async_rate(path: str, threads: int, instances: int, rows: np.ndarra
     return done / (time.perf_counter() - start)
 
 
-DIRECT = {"litert": direct_litert, "onnxruntime": direct_onnxruntime, "openvino": direct_openvino}
+def direct_pytorch(path: str, threads: int, instances: int):
+    """The TorchScript module called under ``torch.inference_mode`` (thread-local, so entered
+    per call), instances sharing the module as the backend's do."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    module = torch.jit.load(path)
+
+    def call(x):
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()
+    return [call] * instances
+
+
+def model_path(runtime: str, model_file: str) -> str:
+    """A shared model file, or (PyTorch) the KWS TorchScript converted and cached by benchmarks/kws_pytorch.py."""
+    if runtime == "pytorch":  # converted in a subprocess: TensorFlow stays out of the timed process
+        import subprocess
+
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.kws_pytorch", "convert"], capture_output=True,
+                              text=True, cwd=ROOT, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmarks.kws_pytorch convert failed: {proc.stderr.strip()[-500:]}")
+        return proc.stdout.strip().splitlines()[-1]
+    return str(MOBILENET / model_file)
+
+
+DIRECT = {"litert": direct_litert, "onnxruntime": direct_onnxruntime, "openvino": direct_openvino,
+          "pytorch": direct_pytorch}
 
 
 def loop_rate(calls, rows: np.ndarray, seconds: float) -> float:
@@ -284,7 +315,7 @@ def measure_one(runtime: str, model_file: str, threads: int, instances: int, sec
     from backends.base import BackendOptions
     from sut import runner
 
-    path = str(MOBILENET / model_file)
+    path = model_path(runtime, model_file)
     row = Row(runtime, model_file, f"{threads}x{instances}")
     backend = backends.create(runtime, BackendOptions(threads=threads, instances=instances))
     with backend:
@@ -359,7 +390,7 @@ def measure(quick: bool = False, repeats: int | None = None, runtimes=None, conf
                 skipped.append(f"{runtime}: {why}")
                 continue
             for model_file in MODELS[runtime]:
-                if not (MOBILENET / model_file).exists():
+                if runtime != "pytorch" and not (MOBILENET / model_file).exists():
                     skipped.append(f"{runtime} {model_file}: not in {MOBILENET}")
                     continue
                 for cfg in configs:
