@@ -127,6 +127,10 @@ class BackendOptions:
     ``calibration``: ``f(spec) -> iterable of equal-sized input batches`` made
     by the dataset for ``spec``; backends that calibrate (int8) call it
     during ``load``, others ignore it. Preprocessing happens only if called.
+    ``hints``: what the dataset expects of a model (``classes``, and where it
+    has one ``input_shape``, ``input_dtype``, ``layout``;
+    :meth:`datasets.base.Dataset.model_hint`): a backend that runs a real model
+    ignores it; one that makes up its model (null) describes one like it.
     """
 
     threads: int = 0
@@ -137,6 +141,7 @@ class BackendOptions:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     cache_dir: str | None = None
     calibration: Callable[[TensorSpec], Iterable[np.ndarray]] | None = None
+    hints: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Backend(abc.ABC):

@@ -1,8 +1,11 @@
 """A backend that runs no model: it answers zeros at once.
 
 Used to measure the harness itself and to test it with no runtime installed.
-It describes a model from ``extra`` options (default: MobileNet-like uint8
-224x224x3 input, 1001 float outputs), so any dataset can be paired with it.
+It describes a model from ``extra`` options (``input_shape``, ``input_dtype``,
+``layout``, ``classes``), each defaulting to what the dataset expects
+(``BackendOptions.hints``, from :meth:`datasets.base.Dataset.model_hint`:
+the demo's 10 classes, ImageNet's 1001), else to a MobileNet-like uint8
+224x224x3 input with 1001 float outputs, so any dataset can be paired with it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ class NullBackend(Backend):
         return "none (the null backend runs no model)"
 
     def load_impl(self, model_path):
-        extra = self.options.extra
+        hints = dict(getattr(self.options, "hints", None) or {})
+        if "input_shape" in self.options.extra:  # the user's own input: none of the dataset's shape hints
+            hints = {k: v for k, v in hints.items() if k not in ("input_shape", "input_dtype", "layout")}
+        extra = {**hints, **self.options.extra}
         input_shape = tuple(extra.get("input_shape", (224, 224, 3)))
         layout = extra.get("layout", "NHWC" if len(input_shape) == 3 and input_shape[-1] == 3 else None)
         dtype = np.dtype(extra.get("input_dtype", "uint8"))

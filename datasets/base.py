@@ -90,6 +90,14 @@ class Dataset(abc.ABC):
         return None
 
     # --- model fit ----------------------------------------------------------
+    def model_hint(self) -> dict[str, Any]:
+        """What a model for this dataset looks like, for a backend that runs no
+        model (null): ``classes`` (the last of ``CLASSES``, the model output
+        sizes a subclass accepts), and where a subclass fixes them
+        ``input_shape``, ``input_dtype``, ``layout``."""
+        classes = getattr(self, "CLASSES", None)
+        return {"classes": int(classes[-1])} if classes else {}
+
     @abc.abstractmethod
     def check_model(self, info: ModelInfo) -> None:
         """Raise ModelError when the model's input/output cannot fit this dataset."""

@@ -147,6 +147,11 @@ class SyntheticImages(ImageNet):
         self.path = str(directory)
         super().scan()
 
+    def model_hint(self) -> dict:
+        """The demo model's shapes (:func:`make_model`), so the null backend stands in for it."""
+        return {"classes": CLASSES, "input_shape": [3, INPUT_SIZE, INPUT_SIZE], "input_dtype": "float32",
+                "layout": "NCHW"}
+
     def default_model(self) -> str:
         path = Path(self.path) / "synthetic_classifier.onnx"
         if not path.exists():

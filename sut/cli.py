@@ -72,7 +72,11 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--mode", choices=profiles.MODES, help="performance, accuracy or both")
     how.add_argument("--samples-per-query", type=int, help="MultiStream samples per query (LoadGen default 8)")
     how.add_argument("--user-conf", help="LoadGen user.conf layered over the built-in mlperf.conf")
-    how.add_argument("--time", type=float, dest="time_s", help="minimum duration in seconds")
+    how.add_argument("--time", type=float, dest="time_s",
+                     help="run each performance test for N seconds: LoadGen's min and max duration, as the "
+                          "reference harness's --time (it stops issuing at N s; the result is INVALID if the "
+                          "min query count or early stopping's count was not reached by then; Offline: one "
+                          "query sized for N s at the expected rate, min query count 1 unless given)")
     how.add_argument("--min-duration", type=int, dest="min_duration_ms", help="minimum duration in ms")
     how.add_argument("--min-query-count", type=int)
     how.add_argument("--max-query-count", type=int)
@@ -84,7 +88,10 @@ def parser() -> argparse.ArgumentParser:
                      help="Server: how long a worker waits for a batch to fill (default 0: it batches "
                           "what is already queued, never waits)")
     how.add_argument("--quick", action="store_true", default=None,
-                     help="short runs that are still VALID (about a second each; not for submission)")
+                     help="short runs sized from the warm-up: about a second of LoadGen per test, at most ~10 s, "
+                          "VALID where early stopping's query count fits (MultiStream p99 needs 662 queries: on "
+                          "a slow model the run is cut and the summary says it is INVALID by design); "
+                          "not for submission")
     be = p.add_argument_group("backend")
     be.add_argument("--threads", type=int, help="runtime threads per model instance (0 = runtime default)")
     be.add_argument("--instances", type=int, help="model instances run in parallel (0 = backend's choice)")
@@ -116,7 +123,9 @@ def parser() -> argparse.ArgumentParser:
                      help="preprocessing workers: threads when OpenCV is installed, else processes "
                           "(0 = one per usable core)")
     out.add_argument("--sample-timeout", type=float, dest="sample_timeout_s",
-                     help="fail the run when a sample is unanswered this many seconds (default 60)")
+                     help="fail the run when one backend call (one model batch) has not returned for this many "
+                          "seconds, or nothing completes that long (default 60); a slow device that keeps "
+                          "answering is never failed")
     out.add_argument("--trace", action="store_true", default=None, help="write LoadGen's trace log (slow)")
     out.add_argument("--no-progress", action="store_false", dest="progress", default=None)
     out.add_argument("-v", "--verbose", action="store_true")
@@ -143,8 +152,8 @@ def overrides(args: argparse.Namespace) -> dict:
         "progress")}
     if args.accuracy:
         values["mode"] = "accuracy"
-    if args.time_s is not None:
-        values["min_duration_ms"] = int(args.time_s * 1000)
+    if args.time_s is not None:  # as the reference harness's --time: both bounds
+        values["min_duration_ms"] = values["max_duration_ms"] = int(args.time_s * 1000)
     if args.backend_option:
         values["backend_options"] = dict(parse_option(o) for o in args.backend_option)
     from sut import cli_reference

@@ -30,8 +30,8 @@ class Completer:
         self._tokens = itertools.count()
         self.failed = threading.Event()
         self.error: BaseException | None = None
+        #: samples completed with an answer (read by the progress line and the watchdog)
         self.completed_samples = 0
-        self._last_progress = time.monotonic()
         from sut.latencies import Recorder
         self.latencies = Recorder()  # per-token issue/completion times (sut/latencies.py)
 
@@ -52,7 +52,7 @@ class Completer:
             entry = self._outstanding.pop(token, None)
         if entry is None:
             return  # already completed empty after a failure
-        now = self._last_progress = time.monotonic()
+        now = time.monotonic()
         ids = entry[0]
         if len(responses) != len(ids):
             self.fail(BackendFailure(f"backend returned {len(responses)} results for {len(ids)} samples"))
@@ -85,30 +85,121 @@ class Completer:
         for ids, _ in pending.values():
             _complete_empty(ids)
 
-    def stalled_for(self) -> float:
-        """Seconds without progress while work is outstanding: since the later
-        of the oldest outstanding start and the last completion (a long
-        Offline queue keeps completing, so it is not stalled)."""
+    def outstanding(self) -> int:
+        """Pieces of work registered and not yet completed."""
+        return len(self._outstanding)
+
+    def outstanding_samples(self) -> int:
+        """Samples registered and not yet completed (for messages: walks every piece)."""
         with self._lock:
-            if not self._outstanding:
-                return 0.0
-            oldest = min(t for _, t in self._outstanding.values())
-        return time.monotonic() - max(oldest, self._last_progress)
+            return sum(len(ids) for ids, _ in self._outstanding.values())
 
 
 def _complete_empty(ids: list[int]) -> None:
     lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
 
 
-class Watchdog:
-    """Fails the run when a sample stays unanswered longer than ``timeout_s``."""
+class Calls:
+    """The backend calls in flight, per model instance.
 
-    def __init__(self, completer: Completer, timeout_s: float):
+    Written by :class:`~sut.scenarios.Predictor` around every backend call --
+    ``running[i] = n`` before (``n`` samples in one batch; ``-n`` for ``n``
+    single-sample inferences in one ``predict_each`` call), ``running[i] = 0``
+    and ``done[i] += 1`` after: three list stores, no clock, no lock -- and
+    read by the :class:`Watchdog`. Each instance is used by one thread at a time.
+    """
+
+    __slots__ = ("running", "done")
+
+    def __init__(self, instances: int = 1):
+        self.running = [0] * max(1, instances)
+        self.done = [0] * max(1, instances)
+
+
+class Watchdog:
+    """Tells a hung backend from a slow one.
+
+    A run fails when one backend call (one model batch, or one
+    ``predict_each`` chunk, sized to a fraction of the timeout) has not
+    returned for ``timeout_s``, or when work waits with no backend call
+    running and nothing completes for ``timeout_s`` (a harness thread gone).
+    A slow device that keeps finishing calls is never failed, however long a
+    queue item or the whole run takes.
+
+    :meth:`check` holds the logic and reads no clock of its own, so it can be
+    driven by any loop (the runner's wait loop, the warm-up) or by tests; used
+    as a context manager it runs on its own thread and fails ``completer``.
+    A call's age is counted from the first check that sees it, so it is late
+    by at most one check interval.
+    """
+
+    def __init__(self, completer: Completer | None, timeout_s: float, calls: Calls | None = None):
         self.completer = completer
         self.timeout_s = timeout_s
+        self.calls = calls
+        n = len(calls.running) if calls is not None else 0
+        self._seen_done = [-1] * n
+        self._seen_running = [0] * n
+        self._since = [0.0] * n
+        self._progress: tuple | None = None
+        self._progress_at = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
 
+    # --- the logic -----------------------------------------------------------------
+    def check(self, now: float, busy: bool | None = None) -> BackendFailure | None:
+        """The failure to report at time ``now`` (seconds, monotonic), or None.
+
+        ``busy``: whether work is waiting for the backend; default: the
+        completer has outstanding work (without a completer: never stalled,
+        only calls are timed).
+        """
+        calls = self.calls
+        if calls is not None:
+            oldest = None
+            for i, n in enumerate(list(calls.running)):
+                done = calls.done[i]
+                if n and done == self._seen_done[i] and n == self._seen_running[i]:
+                    age = now - self._since[i]
+                    if oldest is None or age > oldest[0]:
+                        oldest = (age, i, n)
+                else:
+                    self._seen_done[i], self._seen_running[i], self._since[i] = done, n, now
+            if oldest is not None and oldest[0] > self.timeout_s:
+                return self._call_error(*oldest)
+            if any(calls.running):
+                self._progress = None  # a running call is timed by itself
+                return None
+        completer = self.completer
+        if busy is None:
+            busy = completer is not None and completer.outstanding() > 0
+        progress = (completer.completed_samples if completer is not None else 0,
+                    sum(calls.done) if calls is not None else 0)
+        if not busy or progress != self._progress:
+            self._progress, self._progress_at = (progress if busy else None), now
+            return None
+        age = now - self._progress_at
+        if age > self.timeout_s:
+            waiting = completer.outstanding_samples() if completer is not None else 0
+            what = f"{waiting} sample{'s' if waiting != 1 else ''} waiting" if waiting else "work waiting"
+            return BackendFailure(
+                f"backend gave no answer for {age:.3g} s: {what} and no backend call running "
+                f"(sample timeout {self.timeout_s:g} s; raise it with --sample-timeout if the device is this slow)")
+        return None
+
+    def _call_error(self, age: float, instance: int, n: int) -> BackendFailure:
+        if n > 0:
+            call = f"a batch of {n} sample{'s' if n != 1 else ''}"
+            fix = "--sample-timeout" + (" or lower --max-batchsize" if n > 1 else "")
+        else:
+            call = f"a predict_each call of {-n} single-sample inference{'s' if n != -1 else ''}"
+            fix = "--sample-timeout"
+        return BackendFailure(
+            f"backend gave no answer for {age:.3g} s: {call} on instance {instance} has not returned "
+            f"(sample timeout {self.timeout_s:g} s, per backend call; raise it with {fix} if the device is "
+            f"this slow)")
+
+    # --- as a thread -------------------------------------------------------------
     def __enter__(self):
         self._thread.start()
         return self
@@ -120,8 +211,8 @@ class Watchdog:
     def _watch(self) -> None:
         interval = min(0.25, self.timeout_s / 4)
         while not self._stop.wait(interval):
-            age = self.completer.stalled_for()
-            if age > self.timeout_s:
-                self.completer.fail(BackendFailure(
-                    f"backend gave no answer for {age:.1f} s (sample timeout {self.timeout_s:g} s; "
-                    f"raise it with --sample-timeout if the device is this slow)"))
+            if self.completer is None or self.completer.failed.is_set():
+                continue
+            error = self.check(time.monotonic())
+            if error is not None:
+                self.completer.fail(error)

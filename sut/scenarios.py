@@ -19,7 +19,7 @@ import numpy as np
 
 from backends.base import Backend, ModelInfo
 from datasets.base import Dataset
-from sut.completion import Completer
+from sut.completion import Calls, Completer
 from sut.errors import BackendFailure
 from sut.qsl import QuerySampleLibrary
 
@@ -31,13 +31,21 @@ class Predictor:
 
     Sample rows are looked up once per call; a batch of consecutive rows goes
     to the backend as a view of the QSL's array (no copy); a backend that takes
-    one sample at a time gets all of them at once as single-row views
-    (:meth:`~backends.base.Backend.predict_each`).
+    one sample at a time gets them as single-row views in ``predict_each``
+    calls (:meth:`~backends.base.Backend.predict_each`) of at most
+    ``each_chunk`` samples, so that no single call runs for long.
+
+    Every backend call is marked in ``calls`` (:class:`~sut.completion.Calls`),
+    which the :class:`~sut.completion.Watchdog` reads to time each call on
+    its own: a slow device that keeps answering is never taken for a hung one.
     """
 
-    def __init__(self, backend: Backend, info: ModelInfo, dataset: Dataset, qsl: QuerySampleLibrary):
+    def __init__(self, backend: Backend, info: ModelInfo, dataset: Dataset, qsl: QuerySampleLibrary,
+                 calls: Calls | None = None, each_chunk: int | None = None):
         self.backend, self.info, self.dataset, self.qsl = backend, info, dataset, qsl
         self._one_at_a_time = info.max_batch_size == 1
+        self.calls = calls if calls is not None else Calls(info.instances)
+        self.each_chunk = max(1, each_chunk) if each_chunk else None
 
     def __call__(self, indices, instance: int = 0) -> np.ndarray:
         if len(indices) == 1:  # SingleStream and Server: the per-query cost is the overhead
@@ -58,23 +66,55 @@ class Predictor:
         return np.ascontiguousarray(self.dataset.postprocess(outputs, self.info))
 
     def _predict(self, rows, instance):
+        calls = self.calls
+        calls.running[instance] = len(rows)
         outputs = self.backend.predict(self.qsl.take(rows), instance)
+        calls.running[instance] = 0
+        calls.done[instance] += 1
         if len(outputs) != len(rows):
             raise BackendFailure(f"backend returned {len(outputs)} results for a batch of {len(rows)} samples")
         return outputs
 
     def _predict_one(self, index, instance):
+        calls = self.calls
+        calls.running[instance] = 1
         outputs = self.backend.predict(self.qsl.singles[self.qsl.row(index)], instance)
+        calls.running[instance] = 0
+        calls.done[instance] += 1
         if len(outputs) != 1:
             raise BackendFailure(f"backend returned {len(outputs)} results for a batch of 1 sample")
         return outputs
 
     def _predict_each(self, rows, instance):
         singles = self.qsl.singles
-        outputs = self.backend.predict_each([singles[row] for row in rows.tolist()], instance)
+        samples = [singles[row] for row in rows.tolist()]
+        chunk = self.each_chunk
+        if chunk is None or len(samples) <= chunk:
+            outputs = self._each(samples, instance)
+        else:
+            outputs = np.concatenate([self._each(samples[start:start + chunk], instance)
+                                      for start in range(0, len(samples), chunk)])
         if len(outputs) != len(rows):
             raise BackendFailure(f"backend returned {len(outputs)} results for {len(rows)} single-sample batches")
         return outputs
+
+    def _each(self, samples, instance):
+        calls = self.calls
+        calls.running[instance] = -len(samples)
+        outputs = self.backend.predict_each(samples, instance)
+        calls.running[instance] = 0
+        calls.done[instance] += 1
+        return outputs
+
+
+def each_chunk(latency_s: float | None, timeout_s: float) -> int | None:
+    """Samples per ``predict_each`` call: about ``min(timeout / 8, 0.5 s)`` of
+    work at the measured single-sample latency (None: unknown, no limit), so
+    the watchdog, which times whole calls, sees a slow device's progress and
+    a hang within the timeout, while a fast device still gets long calls."""
+    if not latency_s or latency_s <= 0:
+        return None
+    return max(1, int(min(timeout_s / 8, 0.5) / latency_s))
 
 
 def consecutive_runs(rows: np.ndarray) -> np.ndarray:

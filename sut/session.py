@@ -61,7 +61,8 @@ def backend_options(cfg: Config, dataset=None) -> BackendOptions:
     return BackendOptions(threads=cfg.threads, instances=cfg.instances, max_batch_size=cfg.max_batch_size,
                           device=cfg.device, precision=cfg.precision, extra=dict(cfg.backend_options),
                           cache_dir=str(root) if root else None,
-                          calibration=(lambda spec: calibration_batches(cfg, dataset, spec)) if dataset else None)
+                          calibration=(lambda spec: calibration_batches(cfg, dataset, spec)) if dataset else None,
+                          hints=dataset.model_hint() if dataset is not None else {})
 
 
 def calibration_batches(cfg: Config, dataset, spec) -> list:
@@ -272,7 +273,9 @@ def _failed(cfg: Config, run_dir: RunDirectory, record: dict, tests: list, exc: 
     if isinstance(exc, KeyboardInterrupt):
         exc = Interrupted(signal.SIGINT)
     elif not isinstance(exc, HarnessError) and isinstance(exc, Exception):
-        problem = check_loadgen_logs(*current) if current else None
+        # LoadGen wrote logs that a full disk cut short (scoring them then fails): that is the error
+        wrote = current and (current[0] / "mlperf_log_detail.txt").exists()
+        problem = check_loadgen_logs(*current) if wrote else None
         if problem:
             exc = _chained(ResultsError(problem), exc)
         elif isinstance(exc, OSError) and _inside(getattr(exc, "filename", None), run_dir.root):

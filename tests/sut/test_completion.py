@@ -1,5 +1,6 @@
 """Completer and Watchdog: every sample is completed exactly once, and a
-stalled run is failed instead of hanging LoadGen.
+hung backend call (or a stalled run) is failed instead of hanging LoadGen,
+while a slow device that keeps answering never is.
 
 ``mlperf_loadgen.QuerySamplesComplete`` is the runtime boundary: here it is
 replaced by a :class:`Recorder` that copies each response's bytes at call
@@ -14,10 +15,8 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
-from sut import completion
-from sut.completion import Completer, Watchdog
+from sut.completion import Calls, Completer, Watchdog
 from sut.errors import BackendFailure
 
 #: bound on every wait for another thread (generous: the machine is shared)
@@ -61,23 +60,6 @@ class Recorder:
         while len(self.ids) < count and time.monotonic() < deadline:
             time.sleep(0.005)
         assert len(self.ids) >= count, f"only {len(self.ids)} of {count} samples completed in {timeout} s"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (replaces ``time`` in sut.completion)."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(completion, "time", fake)
-    return fake
 
 
 def rows(*values) -> np.ndarray:
@@ -205,52 +187,133 @@ def test_concurrent_finish_and_fail_complete_each_id_exactly_once(completions):
     assert all(v in ([], [float(i)]) for i, v in values.items())
 
 
-# --- stalled_for ------------------------------------------------------------------
+# --- Watchdog.check: the logic, driven by hand with made-up times ---------------------
 
-def test_not_stalled_without_outstanding_work(clock, completions):
-    completer = Completer()
-    clock.now += 100
-    assert completer.stalled_for() == 0.0
-    token = completer.start([1])
-    completer.finish(token, rows(1))
-    clock.now += 100
-    assert completer.stalled_for() == 0.0
+TIMEOUT = 10.0
 
 
-def test_stalled_for_counts_from_the_oldest_outstanding_start(clock, completions):
-    completer = Completer()
-    clock.now += 50  # idle time before any work is not a stall
+def watched(instances: int = 1):
+    completer, calls = Completer(), Calls(instances)
+    return completer, calls, Watchdog(completer, TIMEOUT, calls)
+
+
+def run_call(calls: Calls, instance: int = 0, n: int = 1) -> None:
+    """What the Predictor does around one backend call, all at once."""
+    calls.running[instance] = n
+    calls.running[instance] = 0
+    calls.done[instance] += 1
+
+
+def test_idle_run_is_never_stalled(completions):
+    completer, calls, watchdog = watched()
+    assert watchdog.check(1000.0) is None
+    assert watchdog.check(5000.0) is None  # no work outstanding, no call running
+
+
+def test_a_call_running_longer_than_the_timeout_is_named(completions):
+    completer, calls, watchdog = watched(instances=2)
+    completer.start([1, 2, 3, 4])
+    calls.running[1] = 4
+    assert watchdog.check(100.0) is None  # first seen: its age counts from here
+    assert watchdog.check(110.0) is None  # exactly the timeout: not yet
+    error = watchdog.check(110.5)
+    assert isinstance(error, BackendFailure)
+    assert str(error).startswith("backend gave no answer for 10.5 s: a batch of 4 samples on instance 1 "
+                                 "has not returned (sample timeout 10 s, per backend call;")
+    assert "--sample-timeout or lower --max-batchsize" in str(error)
+
+
+def test_a_predict_each_call_is_named_as_single_sample_inferences(completions):
+    completer, calls, watchdog = watched()
+    completer.start([1, 2, 3])
+    calls.running[0] = -3
+    watchdog.check(0.0)
+    assert "a predict_each call of 3 single-sample inferences on instance 0" in str(watchdog.check(11.0))
+
+
+def test_a_slow_device_that_keeps_finishing_calls_is_never_failed(completions):
+    """An Offline queue item of 261 samples at 0.25 s each: 65 s without a
+    completed item, but a call finishes every 0.25 s."""
+    completer, calls, watchdog = watched()
+    completer.start(list(range(261)))
+    now = 0.0
+    for _ in range(261):
+        calls.running[0] = 1
+        assert watchdog.check(now) is None
+        now += 0.25
+        run_call(calls)
+    assert now > 6 * TIMEOUT
+    assert watchdog.check(now) is None
+
+
+def test_each_call_gets_the_whole_timeout_even_back_to_back(completions):
+    """Calls of 9 s each, seen mid-call: never 10 s for any one of them."""
+    completer, calls, watchdog = watched()
     completer.start([1])
-    clock.now += 2
-    completer.start([2])
-    clock.now += 3
-    assert completer.stalled_for() == pytest.approx(5.0)
+    now = 0.0
+    for _ in range(5):
+        calls.running[0] = 1
+        for _ in range(9):
+            assert watchdog.check(now) is None
+            now += 1.0
+        run_call(calls)
 
 
-def test_a_completion_is_progress_even_with_old_work_outstanding(clock, completions):
-    """A long Offline queue keeps completing: its oldest item is old, but it is not stalled."""
-    completer = Completer()
-    completer.start([1])  # still queued
-    clock.now += 30
-    token = completer.start([2])
-    clock.now += 10
-    completer.finish(token, rows(2))
-    clock.now += 4
-    assert completer.stalled_for() == pytest.approx(4.0)
-
-
-def test_empty_completions_are_not_progress(clock, completions):
-    completer = Completer()
+def test_the_same_batch_size_again_is_a_new_call(completions):
+    completer, calls, watchdog = watched()
     completer.start([1])
-    skipped = completer.start([2])
-    clock.now += 10
-    completer.discard(skipped)
-    assert completer.stalled_for() == pytest.approx(10.0)
+    calls.running[0] = 1
+    watchdog.check(0.0)
+    calls.done[0] += 1  # that call ended and another of the same size started
+    assert watchdog.check(9.0) is None
+    assert watchdog.check(18.0) is None
+    assert watchdog.check(19.5) is not None
 
 
-# --- Watchdog ---------------------------------------------------------------------
+def test_work_waiting_with_no_call_running_and_no_completion_is_stalled(completions):
+    """A worker thread gone: samples registered, nothing runs, nothing completes."""
+    completer, calls, watchdog = watched()
+    completer.start([1, 2])
+    assert watchdog.check(0.0) is None
+    assert watchdog.check(10.0) is None
+    error = watchdog.check(10.5)
+    assert str(error).startswith("backend gave no answer for 10.5 s: 2 samples waiting and no backend call "
+                                 "running (sample timeout 10 s;")
 
-def test_watchdog_fails_a_stalled_run_naming_sample_timeout(completions):
+
+def test_completions_are_progress(completions):
+    completer, calls, watchdog = watched()
+    completer.start([0])  # stays outstanding
+    now = 0.0
+    for i in range(1, 6):
+        now += 8.0
+        token = completer.start([i])
+        completer.finish(token, rows(i))
+        assert watchdog.check(now) is None
+    assert watchdog.check(now + 10.5) is not None
+
+
+def test_without_calls_only_the_stall_is_watched(completions):
+    """sut/network drives the completer without a Predictor."""
+    completer = Completer()
+    watchdog = Watchdog(completer, TIMEOUT)
+    completer.start([1])
+    watchdog.check(0.0)
+    assert "no answer for 11 s: 1 sample waiting" in str(watchdog.check(11.0))
+
+
+def test_warm_up_style_check_without_a_completer(completions):
+    calls = Calls(1)
+    watchdog = Watchdog(None, TIMEOUT, calls)
+    assert watchdog.check(0.0, busy=True) is None
+    calls.running[0] = 1
+    assert watchdog.check(1.0, busy=True) is None
+    assert "a batch of 1 sample on instance 0" in str(watchdog.check(11.5, busy=True))
+
+
+# --- Watchdog as a thread ---------------------------------------------------------
+
+def test_watchdog_thread_fails_a_stalled_run_naming_sample_timeout(completions):
     completer = Completer()
     completer.start([1, 2])
     with Watchdog(completer, timeout_s=0.2):
@@ -261,23 +324,6 @@ def test_watchdog_fails_a_stalled_run_naming_sample_timeout(completions):
     assert "sample timeout 0.2 s" in message and "--sample-timeout" in message
     assert completions.values() == {1: [], 2: []}
     assert completer.start([3]) is None  # later queries are completed at once
-
-
-def test_watchdog_leaves_a_progressing_run_alone(clock, completions):
-    """Outstanding work older than the timeout, but completions keep coming."""
-    completer = Completer()
-    completer.start([0])
-    with Watchdog(completer, timeout_s=10.0) as watchdog:
-        for i in range(1, 6):
-            clock.now += 8  # 40 s since the first start, never 10 s without progress
-            token = completer.start([i])
-            completer.finish(token, rows(i))
-            time.sleep(watchdog.timeout_s / 40 + 0.05)  # let it look (real time)
-        assert not completer.failed.is_set()
-        clock.now += 11
-        assert completer.failed.wait(WAIT_S)
-    assert "no answer for 11.0 s" in str(completer.error)
-    assert completions.values()[0] == []
 
 
 def test_watchdog_thread_stops_on_exit(completions):

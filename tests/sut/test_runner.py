@@ -8,19 +8,22 @@ on an event the test sets at the end, so no thread outlives its test.
 
 from __future__ import annotations
 
+import io
 import re
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from backends.base import BackendOptions
+from backends.base import Backend, BackendOptions
 from backends.null import NullBackend
 from benchmarks.harness_overhead import ArrayDataset, random_store
 from datasets.cache import SampleStore
 from profiles import Config
-from sut import runner
-from sut.errors import BackendFailure
+from sut import progress, runner, scenarios, signals
+from sut.errors import BackendFailure, Interrupted
 from tests.sut.faulty_backend import RaisingBackend, WrongCountBackend
 
 SAMPLES = 64
@@ -63,6 +66,34 @@ class StuckBackend(NullBackend):
         return np.concatenate([self.predict_impl(s, instance) for s in samples])
 
 
+class SlowBackend(NullBackend):
+    """A slow device that works: ``SECONDS`` per sample, batched or one at a time
+    (a plugin as ``--backend tests.sut.test_runner:SlowBackend`` would be)."""
+
+    SECONDS = 0.2
+    predict_each = Backend.predict_each  # one predict_impl per sample
+
+    def predict_impl(self, batch, instance):
+        time.sleep(self.SECONDS * len(batch))
+        return super().predict_impl(batch, instance)
+
+
+class CountingBackend(NullBackend):
+    """The null backend, calling ``hook(calls so far)`` on every call."""
+
+    predict_each = Backend.predict_each
+
+    def __init__(self, options=None, hook=None):
+        super().__init__(options)
+        self.hook, self.calls = hook, 0
+
+    def predict_impl(self, batch, instance):
+        self.calls += 1
+        if self.hook is not None:
+            self.hook(self.calls)
+        return super().predict_impl(batch, instance)
+
+
 def options(max_batch: int = 1, instances: int = 1) -> BackendOptions:
     return BackendOptions(max_batch_size=max_batch, instances=instances, extra=SHAPE)
 
@@ -100,14 +131,15 @@ def bounded(fn, *args, timeout: float = WAIT_S):
     return outcome["value"]
 
 
-def run(tmp_path, backend, scenario: str, mode: str = "performance", store=None, **values) -> runner.TestResult:
+def run(tmp_path, backend, scenario: str, mode: str = "performance", store=None, estimate=None,
+        **values) -> runner.TestResult:
     """One LoadGen test of ``backend`` on SAMPLES random in-memory samples."""
     info = backend.info or backend.load(None)
     store = store or random_store(info.input, SAMPLES)
-    cfg = Config(scenario=scenario, progress=False, **{**SHORT[scenario], **values})
+    cfg = Config(scenario=scenario, **{"progress": False, **SHORT[scenario], **values})
     outdir = tmp_path / f"{scenario}-{mode}"
     outdir.mkdir()
-    return bounded(runner.run_test, cfg, mode, backend, info, ArrayDataset(SAMPLES), store, None, outdir)
+    return bounded(runner.run_test, cfg, mode, backend, info, ArrayDataset(SAMPLES), store, estimate, outdir)
 
 
 def assert_failed_with(result: runner.TestResult, pattern: str) -> None:
@@ -175,8 +207,45 @@ def test_failing_sample_load_gives_one_line_error(tmp_path):
 @pytest.mark.parametrize("scenario,instances", [("Offline", 1), ("Server", 1), ("MultiStream", 2)])
 def test_hanging_backend_is_caught_by_the_watchdog(tmp_path, stuck, scenario, instances):
     result = run(tmp_path, stuck(after=20, instances=instances), scenario, sample_timeout_s=0.5)
-    assert_failed_with(result, r"^backend gave no answer for [\d.]+ s \(sample timeout 0.5 s; .*--sample-timeout")
+    assert_failed_with(result, r"^backend gave no answer for [\d.]+ s: a (batch|predict_each call) of \d+ "
+                               r"(samples?|single-sample inferences?) on instance \d has not returned "
+                               r"\(sample timeout 0.5 s, per backend call; raise it with --sample-timeout")
     assert result.detail  # every sample was completed empty, so LoadGen finished
+
+
+def test_slow_device_with_a_big_offline_queue_item_is_not_called_hung(tmp_path, monkeypatch):
+    """0.2 s a sample, --sample-timeout 1, one Offline queue item of 12 samples
+    (2.4 s): each backend call is timed on its own, so the run is VALID. The
+    warm-up (about 1.2 s of calls) is timed per call too."""
+    monkeypatch.setattr(scenarios.OfflineSUT, "_item_size", lambda self, n: n)  # one item of every sample
+    backend = SlowBackend(options(max_batch=1))
+    estimate = warm_up(backend, timeout_s=1.0)
+    assert estimate.latency_s >= SlowBackend.SECONDS
+    result = run(tmp_path, backend, "Offline", estimate=estimate, sample_timeout_s=1.0, min_query_count=12)
+    assert result.ok, result.error
+    assert result.validity == "VALID", result.reasons
+
+
+def test_slow_device_in_batches_is_timed_per_batch(tmp_path, monkeypatch):
+    """Batches of 4 at 0.2 s a sample (0.8 s a call) under --sample-timeout 1: VALID;
+    a batch of 8 (1.6 s) is one call longer than the timeout: failed, naming it."""
+    monkeypatch.setattr(scenarios.OfflineSUT, "_item_size", lambda self, n: n)
+    result = run(tmp_path, SlowBackend(options(max_batch=4)), "Offline", sample_timeout_s=1.0, min_query_count=12)
+    assert result.ok and result.validity == "VALID", (result.error, result.reasons)
+    (tmp_path / "big").mkdir()
+    result = run(tmp_path / "big", SlowBackend(options(max_batch=8)), "Offline", sample_timeout_s=1.0,
+                 min_query_count=8)
+    assert_failed_with(result, r"^backend gave no answer for [\d.]+ s: a batch of 8 samples on instance 0 has "
+                               r"not returned \(sample timeout 1 s, per backend call; raise it with "
+                               r"--sample-timeout or lower --max-batchsize")
+
+
+def test_hang_is_reported_after_the_timeout_not_before(tmp_path, stuck):
+    """The call named, and how long it had been running: at least the timeout
+    (the exact bound is tested on Watchdog.check with made-up times)."""
+    result = run(tmp_path, stuck(after=5), "Offline", sample_timeout_s=0.5)
+    age = float(re.match(r"backend gave no answer for ([\d.]+) s", result.error).group(1))
+    assert age >= 0.5
 
 
 def test_backend_stuck_on_loadgens_thread_is_reported_hung(tmp_path, stuck, monkeypatch):
@@ -215,5 +284,83 @@ def test_warm_up_raising_backend_is_a_backend_failure(monkeypatch):
 
 
 def test_warm_up_hanging_backend_is_a_backend_failure(stuck):
-    with pytest.raises(BackendFailure, match="^backend gave no answer for 0.3 s during warm-up$"):
+    with pytest.raises(BackendFailure, match=r"^backend gave no answer for [\d.]+ s: a batch of 1 sample on "
+                                             r"instance 0 has not returned \(sample timeout 0.3 s, .*during warm-up$"):
         warm_up(stuck(after=2), timeout_s=0.3)
+
+
+def test_warm_up_of_a_slow_device_is_not_limited_as_a_whole():
+    """Every call 0.2 s, the warm-up about 1.2 s: a 0.5 s timeout applies per call."""
+    estimate = warm_up(SlowBackend(options()), timeout_s=0.5)
+    assert estimate.latency_s >= SlowBackend.SECONDS
+
+
+# --- stop requests (Ctrl-C, SIGTERM) ------------------------------------------------
+
+@pytest.fixture
+def stop_after(monkeypatch):
+    """A backend that asks to stop (as sut.signals would record Ctrl-C) after ``calls`` calls."""
+    def make(calls: int, signum: int = signal.SIGINT, **kwargs) -> CountingBackend:
+        asked = threading.Event()
+        monkeypatch.setattr(signals, "requested", lambda: signum if asked.is_set() else None)
+        return CountingBackend(options(**kwargs), hook=lambda n: n >= calls and asked.set())
+    return make
+
+
+@pytest.mark.parametrize("scenario", list(SHORT))
+def test_stop_request_ends_the_test_cleanly(tmp_path, stop_after, scenario):
+    result = run(tmp_path, stop_after(20, instances=2), scenario)
+    assert result.interrupted == signal.SIGINT and not result.hung and not result.ok
+    assert result.error == "interrupted by SIGINT"
+    assert result.validity is None and result.metric is None
+    assert result.detail  # every sample was completed empty: LoadGen returned and wrote its logs
+
+
+def test_sigterm_is_named(tmp_path, stop_after):
+    result = run(tmp_path, stop_after(5, signum=signal.SIGTERM), "Offline", mode="accuracy")
+    assert (result.interrupted, result.error) == (signal.SIGTERM, "interrupted by SIGTERM")
+    assert result.accuracy is None
+
+
+def test_stop_request_during_warm_up_raises_interrupted(stop_after):
+    with pytest.raises(Interrupted) as caught:
+        warm_up(stop_after(3))
+    assert caught.value.signum == signal.SIGINT and caught.value.exit_code == 130
+
+
+# --- the progress line ----------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """The progress line as on a terminal, written into a string."""
+    screen = Terminal()
+    made = progress.Line
+    monkeypatch.setattr(progress, "Line", lambda enabled=True: made(enabled, tty_stream=screen))
+    return screen
+
+
+@pytest.mark.parametrize("scenario", list(SHORT))
+def test_progress_line_ends_with_a_newline_and_the_count(tmp_path, terminal, scenario):
+    result = run(tmp_path, NullBackend(options(4, 2)), scenario, progress=True)
+    assert result.ok, result.error
+    text = terminal.getvalue()
+    assert text.startswith("\r" + f"{scenario} performance") and text.endswith("\n")
+    assert text.count("\n") == 1 and text.rstrip().endswith(" done")
+
+
+def test_progress_line_is_ended_before_an_error_is_printed(tmp_path, terminal, monkeypatch):
+    monkeypatch.setenv("FAULT_AFTER", "20")
+    result = run(tmp_path, RaisingBackend(options(1, 1)), "SingleStream", progress=True)
+    assert not result.ok
+    text = terminal.getvalue()
+    assert text.endswith("\n") and text.rstrip().endswith(" failed")
+
+
+def test_no_progress_writes_nothing(tmp_path, terminal):
+    run(tmp_path, NullBackend(options()), "SingleStream", progress=False)
+    assert terminal.getvalue() == ""

@@ -192,6 +192,53 @@ def test_predictor_wrong_result_count_is_a_backend_failure(make):
     assert parts.dataset.postprocessed == []
 
 
+class EachRecorder(EchoBackend):
+    """Records the size of every predict_each call, and what Calls says during it."""
+
+    def __init__(self, calls_seen, **model):
+        super().__init__(**model)
+        self.each_sizes: list[int] = []
+        self.calls_seen = calls_seen
+
+    def predict_each(self, samples, instance=0):
+        self.each_sizes.append(len(samples))
+        self.calls_seen.append(list(self.tracker.running))
+        return super().predict_each(samples, instance)
+
+
+def test_predictor_marks_every_backend_call_for_the_watchdog(make):
+    parts = make(max_batch_size=4, instances=2)
+    calls = parts.predictor.calls
+    seen = []
+    parts.backend.hook = lambda number: seen.append(list(calls.running))
+    parts.predictor([0, 1, 2, 3, 4, 5], instance=1)  # batches of 4 and 2 on instance 1
+    parts.predictor([7], instance=0)
+    assert seen == [[0, 4], [0, 2], [1, 0]]  # the batch size while each call runs
+    assert calls.running == [0, 0] and calls.done == [1, 2]
+
+
+@pytest.mark.parametrize("chunk,sizes", [(None, [10]), (4, [4, 4, 2]), (1, [1] * 10), (50, [10])])
+def test_predictor_cuts_predict_each_into_chunks_the_watchdog_can_time(chunk, sizes):
+    seen: list = []
+    backend = EachRecorder(seen, max_batch_size=1)
+    info = backend.load(None)
+    qsl = QuerySampleLibrary(SampleStore(np.arange(10, dtype=np.float32).reshape(-1, 1)), 10)
+    qsl.load(list(range(10)))
+    predictor = Predictor(backend, info, EchoDataset(10), qsl, each_chunk=chunk)
+    backend.tracker = predictor.calls
+    responses = predictor(list(range(9, -1, -1)))
+    assert backend.each_sizes == sizes
+    assert seen == [[-size] for size in sizes]  # -n: n single-sample inferences in one call
+    assert responses.ravel().tolist() == [10.0 * i for i in range(9, -1, -1)]
+    assert predictor.calls.done == [len(sizes)]
+
+
+@pytest.mark.parametrize("latency,timeout,chunk", [
+    (None, 60, None), (0.0, 60, None), (0.2, 1.0, 1), (0.012, 60, 41), (1e-6, 60, 500_000), (0.01, 0.4, 5)])
+def test_each_chunk_is_a_fraction_of_the_timeout_and_at_most_half_a_second(latency, timeout, chunk):
+    assert scenarios.each_chunk(latency, timeout) == chunk
+
+
 # --- WorkerPool: gathering ----------------------------------------------------------
 
 def held_pool(make, max_batch: int, **pool_options):

@@ -154,17 +154,98 @@ def test_unreadable_user_conf_is_a_config_error(user_conf):
             print("ConfigError:", exc)
         """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert re.search(f"^ConfigError: LoadGen could not read user.conf {re.escape(path)} \\(code -?\\d+\\)$",
-                     proc.stdout, re.M), (proc.stdout, proc.stderr)
+    # sut.user_conf checks every line before LoadGen reads it; LoadGen's own
+    # return code is the last line of defence
+    assert re.search(f"^ConfigError: (LoadGen could not read )?user.conf {re.escape(path)}", proc.stdout, re.M), \
+        (proc.stdout, proc.stderr)
 
 
 # --- quick mode -------------------------------------------------------------------
 
+#: LoadGen's early stopping minimums for resnet50's percentiles (p90 SingleStream, p99 the others)
+NEEDED = {"SingleStream": 64, "MultiStream": 662, "Server": 459}
+
+
+@pytest.mark.parametrize("percentile,overlatency,queries", [
+    (0.90, 1, 64), (0.99, 1, 662), (0.99, 0, 459), (0.90, 0, 44), (0.99, 5, 1307), (0.999, 1, 6636)])
+def test_early_stopping_queries_match_loadgen(percentile, overlatency, queries):
+    """The counts LoadGen's early_stopping.cc asks for (64, 662 and 459 are in ../shared/docs/loadgen.md)."""
+    assert settings.early_stopping_queries(percentile, overlatency) == queries
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server"])
+def test_quick_needs_reads_the_percentile_from_the_settings(scenario):
+    assert settings.quick_needs(scenario, build(cfg(scenario), "performance", None)) == NEEDED[scenario]
+    assert settings.quick_needs("Offline", build(cfg("Offline"), "performance", None)) == 0
+
+
 @pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Offline", "Server"])
-def test_quick_sets_the_quick_minimums(scenario):
-    built = build(cfg(scenario, quick=True), "performance", ESTIMATE)
+def test_quick_without_an_estimate_uses_fixed_valid_counts(scenario):
+    built = build(cfg(scenario, quick=True), "performance", None)
     assert built.min_duration_ms == QUICK[scenario]["min_duration_ms"]
     assert built.min_query_count == QUICK[scenario]["min_query_count"]
+
+
+def quick(scenario, estimate, **values):
+    notes: list[str] = []
+    built = build(cfg(scenario, quick=True, **values), "performance", estimate, notes)
+    plan = settings.plan(scenario, "performance", built, estimate, 260)
+    return built, notes, plan
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server"])
+def test_quick_on_a_fast_device_runs_about_a_second_and_enough_queries_for_early_stopping(scenario):
+    built, notes, plan = quick(scenario, ESTIMATE)
+    assert notes == []
+    assert built.min_duration_ms == 0  # a count of queries: the length is known up front
+    assert built.min_query_count >= NEEDED[scenario]
+    assert settings.QUICK_TARGET_S * 0.9 <= plan.seconds <= settings.QUICK_MAX_S
+    assert built.max_duration_ms == settings.QUICK_HARD_STOP_S * 1000  # a guard, should the device slow down
+
+
+def test_quick_offline_is_about_a_second_of_samples_and_always_valid():
+    built, notes, plan = quick("Offline", ESTIMATE)
+    assert notes == [] and built.min_duration_ms == 0
+    assert built.min_query_count == 400  # 1 s x 400 samples/s
+    assert (plan.unit, plan.count, plan.seconds) == ("samples", 400, 1.0)
+
+
+#: MobileNet 1.0 on this 2-core machine: 12-40 ms a sample, one instance
+MOBILENET = Estimate(latency_s=0.030, query_latency_s=0.240, samples_per_s=33.0)
+
+
+def test_quick_multistream_on_a_slow_model_is_cut_to_fit_and_says_it_is_invalid_by_design():
+    built, notes, plan = quick("MultiStream", MOBILENET)
+    assert built.min_query_count == int(settings.QUICK_MAX_S / 0.240) < 662
+    assert built.multi_stream_samples_per_query == 8  # the metric stays the scenario's own
+    assert plan.seconds <= settings.QUICK_MAX_S
+    (note,) = notes
+    assert note.startswith(f"quick: INVALID by design: {built.min_query_count} queries")
+    assert "early stopping needs 662 for a 99th percentile" in note and "--min-query-count 662" in note
+
+
+def test_quick_server_asks_for_more_of_the_device_when_that_makes_it_valid():
+    # 80 samples/s: half of it (40 QPS) needs 11.5 s for 459 queries; 45.9 QPS (57%) fits 10 s
+    built, notes, plan = quick("Server", Estimate(0.012, 0.096, 80.0))
+    assert notes == [] and built.min_query_count == 459
+    assert built.server_target_qps == pytest.approx(459 / settings.QUICK_MAX_S)
+    # 33 samples/s: even 70% cannot fit 459 queries in 10 s: half the rate, cut, said
+    built, notes, plan = quick("Server", MOBILENET)
+    assert built.server_target_qps == pytest.approx(16.5)
+    assert built.min_query_count == 165 and plan.seconds == pytest.approx(10.0)
+    assert len(notes) == 1 and "needs 459 for a 99th percentile" in notes[0]
+
+
+def test_quick_single_stream_is_valid_even_at_a_slow_30_ms():
+    built, notes, plan = quick("SingleStream", MOBILENET)
+    assert notes == [] and built.min_query_count == 64 and plan.seconds == pytest.approx(1.92)
+
+
+def test_quick_counts_are_bounded_for_a_near_free_backend():
+    free = Estimate(latency_s=1e-6, query_latency_s=8e-6, samples_per_s=1e6)
+    assert quick("SingleStream", free)[0].min_query_count == settings.QUICK_MAX_QUERIES
+    assert quick("Offline", free)[0].min_query_count == settings.QUICK_MAX_OFFLINE_SAMPLES
+    assert quick("Server", free)[0].server_target_qps == SERVER_QPS_CAP
 
 
 def test_quick_overrides_user_conf_and_the_command_line_overrides_quick(user_conf):
@@ -173,6 +254,14 @@ def test_quick_overrides_user_conf_and_the_command_line_overrides_quick(user_con
     assert (built.min_duration_ms, built.min_query_count) == (1000, 100)
     built = build(cfg("SingleStream", quick=True, min_query_count=70), "performance", None)
     assert (built.min_duration_ms, built.min_query_count) == (1000, 70)
+    # an explicit count replaces the quick one, and with it the quick note
+    built, notes, _ = quick("MultiStream", MOBILENET, min_query_count=662)
+    assert built.min_query_count == 662 and notes == []
+
+
+def test_quick_leaves_accuracy_runs_alone():
+    built = build(cfg("MultiStream", quick=True), "accuracy", MOBILENET)
+    assert built.min_duration_ms == 600_000 and built.max_duration_ms == 0
 
 
 def test_quick_server_bound_is_one_the_device_can_meet():
@@ -186,3 +275,56 @@ def test_quick_server_bound_is_one_the_device_can_meet():
     assert build(cfg("Server"), "performance", slow).server_target_latency_ns == 15 * MS
     assert build(cfg("Server", quick=True, target_latency_ms=3.0), "performance", slow) \
         .server_target_latency_ns == 3 * MS  # an explicit bound wins
+
+
+def test_server_accuracy_run_is_paced_at_the_devices_rate():
+    """Latency is not judged in accuracy mode: a quarter of the rate would only make it 4x longer."""
+    assert build(cfg("Server"), "accuracy", ESTIMATE).server_target_qps == 400.0
+    assert build(cfg("Server"), "performance", ESTIMATE).server_target_qps == 100.0
+
+
+# --- --time: min and max duration ---------------------------------------------------
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server"])
+def test_time_bounds_the_run_both_ways(scenario):
+    built = build(cfg(scenario, min_duration_ms=3000, max_duration_ms=3000), "performance", ESTIMATE)
+    assert (built.min_duration_ms, built.max_duration_ms) == (3000, 3000)
+    assert settings.plan(scenario, "performance", built, ESTIMATE, 260).seconds <= 3.0
+
+
+def test_time_sizes_the_one_offline_query_for_that_duration():
+    """mlperf.conf asks resnet50 Offline for 24576 samples whatever the duration; --time N means N s."""
+    assert build(cfg("Offline"), "performance", ESTIMATE).min_query_count == 24576
+    built = build(cfg("Offline", min_duration_ms=3000, max_duration_ms=3000), "performance", ESTIMATE)
+    assert built.min_query_count == 1
+    plan = settings.plan("Offline", "performance", built, ESTIMATE, 260)
+    assert plan.count == pytest.approx(1.1 * 3 * 600, abs=1)  # LoadGen's slack x duration x expected QPS
+    assert built.min_query_count == 1
+    explicit = build(cfg("Offline", min_duration_ms=3000, max_duration_ms=3000, min_query_count=500),
+                     "performance", ESTIMATE)
+    assert explicit.min_query_count == 500
+
+
+def test_cli_time_sets_min_and_max_duration():
+    from sut import cli
+
+    values = cli.overrides(cli.parser().parse_args(["--time", "2.5"]))
+    assert values["min_duration_ms"] == values["max_duration_ms"] == 2500
+
+
+# --- plan: what the progress line expects ------------------------------------------
+
+@pytest.mark.parametrize("scenario,unit,count,seconds", [
+    ("SingleStream", "queries", 260, 0.52), ("MultiStream", "queries", 33, 0.33),
+    ("Offline", "samples", 260, 0.65), ("Server", "queries", 260, 0.65)])
+def test_plan_of_an_accuracy_run_covers_every_sample(scenario, unit, count, seconds):
+    built = build(cfg(scenario), "accuracy", ESTIMATE)
+    plan = settings.plan(scenario, "accuracy", built, ESTIMATE, 260)
+    assert (plan.unit, plan.count) == (unit, count)
+    assert plan.seconds == pytest.approx(seconds)
+
+
+def test_plan_of_a_full_performance_run_follows_min_duration():
+    built = build(cfg("SingleStream"), "performance", ESTIMATE)
+    plan = settings.plan("SingleStream", "performance", built, ESTIMATE, 260)
+    assert plan.seconds == 600.0 and plan.count == 300_000 and plan.min_seconds == 600.0
