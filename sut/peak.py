@@ -67,6 +67,11 @@ STEP_MIN_DURATION_MS = 1000
 STEP_MIN_QUERIES = 500
 #: Offline: a VALID step lasting at most this many times its minimum duration ends the search
 OFFLINE_LONGEST = 1.3
+#: a Server step expected to last longer than this (its queries at its target) is not run:
+#: the search stops going down (low targets take long: 500 queries at 5 QPS is 100 s)
+STEP_MAX_S = 30.0
+#: no new step starts after the search has run this long
+SEARCH_BUDGET_S = 300.0
 #: SingleStream/MultiStream: the recommended expected latency is the mean latency times this
 #: (LoadGen runs out of queries before the minimum duration if it expects a slower SUT)
 EXPECTED_LATENCY_FACTOR = 0.9
@@ -102,6 +107,7 @@ class Peak:
     conf_line: str | None = None
     note: str = ""
     directory: Path | None = None
+    stopped: str = ""                 # why the search stopped early ("" if it converged)
 
     @property
     def error(self) -> str | None:
@@ -115,12 +121,15 @@ class Peak:
 # --- the searches (pure: ``run(target) -> Step``) -----------------------------------
 
 def search_server(run: Callable[[float], Step], start: float, ceiling: float,
-                  max_steps: int = MAX_STEPS, tolerance: float = TOLERANCE) -> list[Step]:
-    """Bracket then bisect; returns the steps in order (stops at the first failure)."""
+                  max_steps: int = MAX_STEPS, tolerance: float = TOLERANCE,
+                  affordable: Callable[[float], bool] = lambda target: True) -> list[Step]:
+    """Bracket then bisect; returns the steps in order. Stops at the first
+    failure, after ``max_steps``, or before a target ``affordable`` refuses
+    (too long a step, or the time budget spent)."""
     steps: list[Step] = []
     low = high = None  # highest VALID, lowest INVALID target
     target = min(start, ceiling)
-    while len(steps) < max_steps:
+    while len(steps) < max_steps and affordable(target):
         step = run(target)
         steps.append(step)
         if step.error:
@@ -232,9 +241,23 @@ def find(cfg: Config, parts, root: Path, echo=print) -> Peak:
     (:class:`sut.session.Parts`), each step's logs under ``root/step_NN``."""
     from sut import runner
 
+    import time
+
     peak = Peak(cfg.scenario, [])
     estimate = parts.estimate
     rate = getattr(estimate, "samples_per_s", None) or 1.0
+    began = time.monotonic()
+    queries = step_config(cfg, None).min_query_count
+
+    def affordable(target: float) -> bool:
+        if time.monotonic() - began > SEARCH_BUDGET_S:
+            peak.stopped = f"the search's time budget ({SEARCH_BUDGET_S:g} s) is spent"
+            return False
+        if queries / target > STEP_MAX_S:
+            peak.stopped = (f"a step at {target:.1f} QPS would take {queries / target:.0f} s ({queries} queries), "
+                            f"more than {STEP_MAX_S:g} s")
+            return False
+        return True
 
     def run(target: float | None) -> Step:
         number = len(peak.steps) + 1
@@ -250,7 +273,7 @@ def find(cfg: Config, parts, root: Path, echo=print) -> Peak:
     echo(header(cfg, rate))
     if cfg.scenario == "Server":
         start = cfg.target_qps or rate / 2
-        search_server(run, start, max(rate * CEILING, start))
+        search_server(run, start, max(rate * CEILING, start), affordable=affordable)
         peak.best = best_step(peak.steps)
     elif cfg.scenario == "Offline":
         min_s = step_config(cfg, None).min_duration_ms / 1000
@@ -280,7 +303,18 @@ def header(cfg: Config, rate: float) -> str:
                 f"is answered, so one run measures the peak)")
     columns = (f"{'step':>4}  {'target QPS':>10}  {'result':<8} {'achieved/s':>10}  {'p99 latency':>12}  "
                f"{'late':>9}  {'duration':>8}")
-    return f"find peak performance, {what}; {length}\n{columns}"
+    load = machine_load()
+    return f"find peak performance, {what}; {length}{load}\n{columns}"
+
+
+def machine_load() -> str:
+    """'; load average 10.7 on 2 CPUs (busy: expect noisy steps)' where the OS tells."""
+    try:
+        load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return ""
+    busy = " (busy: expect noisy steps)" if load > cpus else ""
+    return f"; load average {load:.1f} on {cpus} CPUs{busy}"
 
 
 def format_step(step: Step, scenario: str) -> str:
@@ -324,18 +358,25 @@ def conclusion(cfg: Config, peak: Peak) -> str:
     if peak.error:
         return f"search stopped: step {steps[-1].number} failed: {peak.error}"
     if best is None:
-        if cfg.scenario == "Server":
-            return (f"no VALID target down to {min(s.target for s in steps):.1f} QPS: the latency bound "
-                    f"({steps[-1].bound_ms or 0:g} ms) is not met even at a low rate; raise it "
-                    f"(--target-latency-ms) or make single queries faster")
-        return f"no VALID run: {'; '.join(steps[-1].reasons) or 'see the step logs'}"
+        if cfg.scenario == "Server" and steps:
+            lowest = min(steps, key=lambda s: s.target)
+            few = all(s.late is not None and s.queries and s.late <= 0.03 * s.queries
+                      for s in steps if s.target <= 2 * lowest.target)
+            why = (" (a few late queries at every low rate: latency spikes, not load; a busy machine "
+                   "shows them, see the load average above)" if few else "")
+            stop = f"; stopped: {peak.stopped}" if peak.stopped else ""
+            return (f"no VALID target down to {lowest.target:.1f} QPS: {lowest.late}/{lowest.queries} queries "
+                    f"over the {lowest.bound_ms or 0:g} ms bound there{why}{stop}; rerun on a quiet machine, "
+                    f"raise the bound (--target-latency-ms) or make single queries faster")
+        return f"no VALID run: {'; '.join(steps[-1].reasons) if steps else 'no step ran'}"
     if cfg.scenario == "Server":
         invalid = [s.target for s in steps if not s.valid and s.target > best.target]
         above = f"; lowest INVALID target {min(invalid):.1f}" if invalid else "; no INVALID target below the ceiling"
+        stop = f"; stopped early: {peak.stopped}" if peak.stopped else ""
         return (f"highest VALID target: {best.target:.1f} QPS (step {best.number}: completed "
                 f"{best.achieved or 0:.1f} samples/s, p99 {best.p99_ms or 0:.2f} ms within the "
-                f"{best.bound_ms or 0:g} ms bound){above}. Found with short steps: confirm with a normal "
-                f"run at --target-qps {_round_down(best.target)}")
+                f"{best.bound_ms or 0:g} ms bound){above}{stop}. Found with short steps: confirm with a "
+                f"normal run at --target-qps {_round_down(best.target)}")
     if cfg.scenario == "Offline":
         duration = f"{best.duration_s:.1f} s" if best.duration_s is not None else "?"
         longest = OFFLINE_LONGEST * step_config(cfg, None).min_duration_ms / 1000

@@ -53,6 +53,28 @@ def test_server_search_gives_up_at_the_floor_when_nothing_is_valid():
     assert steps[-1].target == peak.FLOOR_QPS and len(steps) < 50
 
 
+def test_server_search_does_not_start_a_step_it_cannot_afford():
+    run = machine(0.0)
+    steps = peak.search_server(run, 400.0, ceiling=1000.0, max_steps=50, affordable=lambda target: target >= 40.0)
+    assert [s.target for s in steps] == [400.0, 200.0, 100.0, 50.0]  # 25 QPS would take too long
+
+
+def test_a_search_with_no_valid_target_says_why_and_what_to_do(monkeypatch):
+    cfg = Config(scenario="Server")
+    steps = [peak.Step(1, 100.0, "INVALID", late=3, queries=500, bound_ms=15.0),
+             peak.Step(2, 50.0, "INVALID", late=1, queries=500, bound_ms=15.0)]
+    result = peak.Peak("Server", steps, stopped="a step at 25.0 QPS would take 20 s")
+    note = peak.conclusion(cfg, result)
+    assert note.startswith("no VALID target down to 50.0 QPS: 1/500 queries over the 15 ms bound")
+    assert "latency spikes, not load" in note and "a step at 25.0 QPS" in note and "--target-latency-ms" in note
+
+
+def test_header_names_the_machine_load(monkeypatch):
+    monkeypatch.setattr(peak.os, "getloadavg", lambda: (9.5, 9.0, 8.0))
+    monkeypatch.setattr(peak.os, "cpu_count", lambda: 2)
+    assert "load average 9.5 on 2 CPUs (busy: expect noisy steps)" in peak.header(Config(scenario="Server"), 100.0)
+
+
 def test_server_search_stops_at_a_failed_step():
     def run(target):
         return peak.Step(1, target, error="backend failed: boom")
