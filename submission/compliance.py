@@ -5,10 +5,15 @@ LoadGen reads ``audit.config`` from the path the runner gives
 :func:`write_audit_config` into the test's own (private) output folder before
 running the test is all it takes, and nothing else ever sees the file.
 
-Verification follows the official scripts (``compliance/TEST0x``) with two
-deliberate differences: TEST01 compares the whole response bytes, not only
-their first element, and both tests use the latency thresholds of
-``submission.md`` (20% band when SingleStream <= 0.2 ms or MultiStream <= 1.6 ms).
+Verification follows the official scripts (``compliance/TEST0x`` of
+mlcommons/inference) with one deliberate difference: TEST01 compares the
+whole response bytes, not only their first element. The bands are the ones
+the scripts apply: TEST01 +-10%, or +-20% when SingleStream <= 0.2 ms or
+MultiStream <= 1.6 ms. TEST04's ``verify_performance.py`` turns a latency into
+a speed (1e9 / ns) before it compares that with the same 200000 / 1600000
+limits, so for SingleStream and MultiStream it allows 20% unless the latency
+is below 5 us (SingleStream) or 0.625 us (MultiStream): in practice always
+20%; Offline and Server 10%.
 """
 
 from __future__ import annotations
@@ -156,10 +161,20 @@ def read_score(detail_path: Path) -> Score:
 
 
 def threshold(reference: Score) -> float:
-    """10%, or 20% for very short latencies (SingleStream <= 0.2 ms, MultiStream <= 1.6 ms)."""
+    """TEST01: 10%, or 20% for very short latencies (SingleStream <= 0.2 ms, MultiStream <= 1.6 ms)."""
     if reference.scenario == "SingleStream" and reference.value <= 200_000:
         return 0.20
     if reference.scenario == "MultiStream" and reference.value <= 1_600_000:
+        return 0.20
+    return 0.10
+
+
+def test04_threshold(reference: Score) -> float:
+    """TEST04 as the official script applies it: the 200000 / 1600000 limits compared with the
+    speed (1e9 / latency ns), so 20% for any SingleStream latency >= 5 us and MultiStream >= 0.625 us."""
+    if reference.scenario == "SingleStream" and reference.speed <= 200_000:
+        return 0.20
+    if reference.scenario == "MultiStream" and reference.speed <= 1_600_000:
         return 0.20
     return 0.10
 
@@ -199,7 +214,7 @@ def verify_test04_performance(reference_detail: Path, test_detail: Path) -> Verd
     """TEST04 (one sample issued again and again) must not be much faster than the real run."""
     ref, test, lines, ok = _compare(reference_detail, test_detail)
     if ok:
-        band = threshold(ref)
+        band = test04_threshold(ref)
         ratio = test.speed / ref.speed
         lines.append(f"test speed / reference speed = {ratio:.4f}; allowed below {1 + band:.2f}")
         ok = ratio < 1 + band

@@ -41,6 +41,10 @@ class ModelRules:
     closed_accuracy_target: float | None = None   # top-1 %, closed division only
     offline_min_samples_per_query: int | None = None  # closed Offline
     required_scenarios_edge: tuple[str, ...] = ()
+    #: scenarios a "datacenter,edge" system must submit (v6.1: ResNet50 is not a datacenter-only benchmark)
+    required_scenarios_datacenter_edge: tuple[str, ...] = ()
+    #: scenario -> the latency bound (ns) the checker compares effective_target_latency_ns with
+    latency_constraint_ns: tuple[tuple[str, int], ...] = ()
     test01_sampling_target: int = 4096
     test01_rng_seed: int = 720381539243781796
 
@@ -48,7 +52,9 @@ class ModelRules:
 RESNET = ModelRules(
     official="resnet", performance_sample_count=1024, dataset_size=50000,
     closed_accuracy_target=76.46 * 0.99, offline_min_samples_per_query=24576,
-    required_scenarios_edge=("SingleStream", "MultiStream", "Offline"))
+    required_scenarios_edge=("SingleStream", "MultiStream", "Offline"),
+    required_scenarios_datacenter_edge=("SingleStream", "MultiStream", "Offline", "Server"),
+    latency_constraint_ns=(("Server", 15_000_000),))
 KWS = ModelRules(official=None, performance_sample_count=4890, dataset_size=4890)
 
 #: mlperf.conf model name (``Config.mlperf_model``) -> rules
@@ -59,6 +65,26 @@ CHECKER_ALIASES = {"resnet": "resnet", "resnet50": "resnet", "mobilenet": "resne
 CLOSED_MODELS = {"resnet": RESNET}
 #: directory names of our own (non-MLPerf) models
 PROJECT_MODELS = {"kws": KWS}
+
+
+#: the system types the checker accepts
+SYSTEM_TYPES = ("edge", "datacenter", "datacenter,edge", "edge,datacenter")
+
+
+def latency_bound_ns(model_rules: ModelRules | None, scenario: str) -> int | None:
+    """The official latency bound of ``scenario`` (ns), or None when the benchmark has none."""
+    return dict(model_rules.latency_constraint_ns).get(scenario) if model_rules else None
+
+
+def required_scenarios(model_rules: ModelRules, system_type: str) -> tuple[str, ...] | None:
+    """The scenarios a closed submission of this system type must hold; None: the model is not a
+    benchmark of that system type (v6.1 has no datacenter-only ResNet50)."""
+    kinds = set(system_type.replace(" ", "").split(","))
+    if kinds == {"edge"}:
+        return model_rules.required_scenarios_edge or None
+    if kinds == {"datacenter", "edge"}:
+        return model_rules.required_scenarios_datacenter_edge or None
+    return None
 
 
 def rules_for_directory(name: str, model_mapping: dict | None = None) -> ModelRules | None:

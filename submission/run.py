@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = ("accuracy", "performance", "TEST01", "TEST04")
-QUICK_LABEL = "QUICK RUN: NOT VALID FOR SUBMISSION (short runs on purpose; see the problems below)"
+QUICK_LABEL = "QUICK RUN: NOT VALID FOR SUBMISSION (short runs on purpose; the problems are listed below)"
 
 
 @dataclasses.dataclass
@@ -41,21 +41,26 @@ class SubmissionResult:
     problems: list[str]           # everything check_tree found, plus system fields to fill
     quick: bool
     verdicts: dict[str, str]      # "<Scenario>/TEST01/verify_accuracy.txt" -> "TEST PASS" / "TEST FAIL"
+    notes: list[str] = dataclasses.field(default_factory=list)  # what only our checker looks at
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def plan(cfg: Config, division: str, scenarios: list[str] | None, with_compliance: bool | None
-         ) -> tuple[rules.ModelRules, str, list[str], bool]:
-    """(rules, model directory name, scenarios, compliance?) or ConfigError."""
+def plan(cfg: Config, division: str, scenarios: list[str] | None, with_compliance: bool | None,
+         system_type: str = "edge") -> tuple[rules.ModelRules, str, list[str], bool]:
+    """(rules, model directory name, scenarios, compliance?) or ConfigError, before anything runs."""
     if division not in rules.DIVISIONS:
         raise ConfigError(f"unknown division '{division}'; choose one of: {', '.join(rules.DIVISIONS)}")
     model_rules = rules.BY_MLPERF_MODEL.get(cfg.mlperf_model)
     if model_rules is None:
         raise ConfigError(f"no submission rules for mlperf_model '{cfg.mlperf_model}'; "
                           f"known: {', '.join(rules.BY_MLPERF_MODEL)}")
+    if system_type not in rules.SYSTEM_TYPES:
+        raise ConfigError(f"system_type '{system_type}' (--system-desc) is not one the checker accepts; "
+                          f"choose one of: {', '.join(rules.SYSTEM_TYPES)}")
+    required: tuple[str, ...] | None = ()
     if division == "closed":
         if model_rules.official not in rules.CLOSED_MODELS or cfg.model_name not in ("resnet", "resnet50"):
             raise ConfigError(
@@ -63,7 +68,11 @@ def plan(cfg: Config, division: str, scenarios: list[str] | None, with_complianc
                 f"(v6.1 closed image classification is ResNet50 only; MobileNet was closed only in v0.5, "
                 f"keyword spotting never): use division 'open'")
         model_dir = model_rules.official
-        default_scenarios = list(model_rules.required_scenarios_edge)
+        required = rules.required_scenarios(model_rules, system_type)
+        if required is None:
+            raise ConfigError(f"closed {model_dir} is no benchmark for system_type '{system_type}' in {rules.VERSION}; "
+                              f"set \"system_type\" to \"edge\" or \"datacenter,edge\" in --system-desc")
+        default_scenarios = list(required)
     else:
         model_dir = cfg.model_name
         default_scenarios = [cfg.scenario]
@@ -72,10 +81,53 @@ def plan(cfg: Config, division: str, scenarios: list[str] | None, with_complianc
     if unknown:
         raise ConfigError(f"unknown scenario {', '.join(unknown)}; choose from: {', '.join(rules.SCENARIOS)}")
     if division == "closed":
-        missing = [s for s in model_rules.required_scenarios_edge if s not in chosen]
+        refused = [s for s in chosen if s not in required]
+        if refused:
+            raise ConfigError(f"scenario {', '.join(refused)} is not allowed for system_type '{system_type}' "
+                              f"in the closed division; allowed: {', '.join(required)}"
+                              + (" (Server needs \"system_type\": \"datacenter,edge\" in --system-desc)"
+                                 if "Server" in refused else ""))
+        missing = [s for s in required if s not in chosen]
         if missing:
-            raise ConfigError(f"closed edge {model_dir} needs scenarios {', '.join(missing)} too")
+            raise ConfigError(f"closed {system_type} {model_dir} needs scenarios {', '.join(missing)} too")
+    bound = rules.latency_bound_ns(model_rules, "Server")
+    if "Server" in chosen and bound and cfg.target_latency_ms is not None and cfg.target_latency_ms * 1e6 > bound:
+        raise ConfigError(f"--target-latency-ms {cfg.target_latency_ms:g} is looser than the {model_rules.official} "
+                          f"Server bound {bound / 1e6:g} ms the checker enforces; give at most {bound / 1e6:g}")
     return model_rules, model_dir, chosen, (division == "closed") if with_compliance is None else with_compliance
+
+
+#: quick Server runs of a tree: at most this rate and a quarter of the measured capacity, so that
+#: the benchmark's own latency bound (ResNet50: 15 ms) holds on a busy small machine too
+QUICK_SERVER_QPS = 250.0
+
+
+def scenario_config(cfg: Config, scenario: str, model_rules: rules.ModelRules, estimate=None) -> Config:
+    """The configuration of one scenario's runs: a Server run uses the benchmark's own latency bound
+    (ResNet50: 15 ms), never the generous bound a quick run uses elsewhere; a quick one also a
+    lighter load than a plain quick run, so that it meets that bound."""
+    scfg = dataclasses.replace(cfg, scenario=scenario)
+    bound = rules.latency_bound_ns(model_rules, scenario)
+    if scenario == "Server" and bound and cfg.target_latency_ms is None:
+        scfg = dataclasses.replace(scfg, target_latency_ms=bound / 1e6)
+    if scenario == "Server" and cfg.quick and cfg.target_qps is None and estimate is not None:
+        scfg = dataclasses.replace(scfg, target_qps=max(1.0, min(0.25 * estimate.samples_per_s, QUICK_SERVER_QPS)))
+    return scfg
+
+
+def system_fields(cfg: Config, user_desc: dict, division: str, submitter: str, quick: bool) -> dict:
+    """The user's --system-desc values, checked before the runs: without ``quick`` every field the
+    checker needs and no machine tells must be there (ConfigError naming each with an example);
+    with ``quick`` placeholders stand in for them."""
+    detected = system_desc.detect(cfg.backend, cfg.device, cfg.backend)
+    desc, _ = system_desc.describe(detected, user_desc, division, submitter)
+    if quick:
+        return {**system_desc.quick_placeholders(desc), **user_desc}
+    problems = system_desc.field_problems(desc)
+    if problems:
+        raise ConfigError("the system description needs more before hours of runs start: "
+                          + "; ".join(problems) + " (put them in the JSON file given with --system-desc)")
+    return user_desc
 
 
 def run_submission(cfg: Config, submitter: str, division: str, system_desc_path: str | None = None,
@@ -90,8 +142,11 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
     if not submitter or safe_name(submitter) != submitter:
         raise ConfigError(f"submitter '{submitter}' must be a plain name (letters, digits, '_', '-', '.')")
     cfg = dataclasses.replace(cfg, quick=cfg.quick if quick is None else quick, mode="both")
-    model_rules, model_dir, scenario_list, run_compliance = plan(cfg, division, scenarios, with_compliance)
     user_desc = system_desc.load_user_file(system_desc_path)
+    system_type = str(user_desc.get("system_type") or "edge")
+    model_rules, model_dir, scenario_list, run_compliance = plan(cfg, division, scenarios, with_compliance,
+                                                                 system_type)
+    user_desc = system_fields(cfg, user_desc, division, submitter, cfg.quick)
     command = command or " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
 
     run_dir = RunDirectory(cfg.output, f"submission-{division}-{cfg.model_name}")
@@ -108,7 +163,7 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
         with session.prepared(cfg, dataset, model, record) as parts:
             backend, info, store, estimate = parts.backend, parts.info, parts.store, parts.estimate
             for scenario in scenario_list:
-                scfg = dataclasses.replace(cfg, scenario=scenario)
+                scfg = scenario_config(cfg, scenario, model_rules, estimate)
                 for test in tests:
                     outdir = tree.run_dir(model_dir, scenario, test)
                     outdir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +181,7 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
                         raise failure
             runtime = backend.version()
         for scenario in scenario_list:
-            _assemble(tree, cfg, model_rules, model_dir, scenario, run_compliance, dataset, info, model,
+            _assemble(tree, scenario_config(cfg, scenario, model_rules, estimate), model_rules, model_dir, scenario, run_compliance, dataset, info, model,
                       command, verdicts, read_predictions, user_desc.get("measurements") or {})
         detected = system_desc.detect(cfg.backend, cfg.device, runtime)
         desc, field_problems = system_desc.describe(detected, user_desc, division, submitter)
@@ -140,15 +195,27 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
         if not getattr(exc, "hung", False):
             run_dir.finish(ok=False)
         raise
-    problems = validate.check_tree(root)
-    record.update(problems=problems, verdicts=verdicts, system_fields_to_fill=field_problems)
+    found = validate.findings(root)
+    problems = [f.line() for f in found if f.problem]
+    notes = [f.line() for f in found if not f.problem]
+    for scenario in scenario_list:
+        where = tree.scenario_dir(model_dir, scenario).relative_to(root).as_posix()
+        model_where = where.rsplit("/", 1)[0]
+        mine = [f for f in found if f.where.startswith(where + "/") or f.where in (where, model_where)
+                or "/results/" not in f.where]
+        readme = _scenario_readme(scenario_config(cfg, scenario, model_rules, estimate), scenario, command, model_dir, mine)
+        (tree.scenario_dir(model_dir, scenario) / "README.md").write_text(readme)
+    record.update(problems=problems, notes=notes, verdicts=verdicts, system_fields_problems=field_problems)
     _write_json(root / "full_logs" / "submission.json", record)
     status = [QUICK_LABEL] if cfg.quick else []
-    status += [f"{len(problems)} problem(s) found by submission.validate.check_tree:"] + [
+    status += [f"{len(problems)} problem(s) the official {rules.VERSION} checker reports too "
+               f"(submission.validate.check_tree):"] + [
         f"- {p}" for p in problems] if problems else ["submission.validate.check_tree found no problem"]
+    if notes:
+        status += ["", f"{len(notes)} note(s) the official checker does not check:"] + [f"- {n}" for n in notes]
     (root / "STATUS.txt").write_text("\n".join(status) + "\n")
     final = run_dir.finish(ok=True)
-    return SubmissionResult(final, problems, cfg.quick, verdicts)
+    return SubmissionResult(final, problems, cfg.quick, verdicts, notes)
 
 
 def _assemble(tree: Tree, cfg: Config, model_rules, model_dir: str, scenario: str, run_compliance: bool,
@@ -223,7 +290,7 @@ def _src_readme(command: str, cfg: Config) -> str:
             f"Python {platform.python_version()}.\n\nCommand:\n\n    {command}\n")
 
 
-def _scenario_readme(cfg: Config, scenario: str, command: str, model_dir: str) -> str:
+def _scenario_readme(cfg: Config, scenario: str, command: str, model_dir: str, found=None) -> str:
     quick = f"**{QUICK_LABEL}**\n\n" if cfg.quick else ""
     single = ["python", "run.py", "--profile", cfg.profile or "demo", "--backend", cfg.backend,
               "--scenario", scenario, "--mode", "both", "--user-conf", "user.conf"]
@@ -233,11 +300,18 @@ def _scenario_readme(cfg: Config, scenario: str, command: str, model_dir: str) -
         single += ["--dataset-path", str(cfg.dataset_path)]
     if cfg.count:
         single += ["--count", str(cfg.count)]
-    return (f"# {model_dir} {scenario}\n\n{quick}"
+    text = (f"# {model_dir} {scenario}\n\n{quick}"
             f"Produced by the harness's submission mode (commit {_git_commit()}):\n\n    {command}\n\n"
             f"The accuracy and performance runs of this scenario alone, with the settings in user.conf:\n\n"
-            f"    {' '.join(shlex.quote(a) for a in single)}\n\n"
-            f"Resolved configuration:\n\n```json\n{json.dumps(cfg.to_dict(), indent=2)}\n```\n")
+            f"    {' '.join(shlex.quote(a) for a in single)}\n\n")
+    if found is not None:
+        problems = [f.line() for f in found if f.problem]
+        notes = [f.line() for f in found if not f.problem]
+        text += (f"## Problems the official {rules.VERSION} checker reports for this scenario\n\n"
+                 + ("".join(f"- {p}\n" for p in problems) if problems else "None.\n") + "\n")
+        if notes:
+            text += "## Notes (not checked by the official checker)\n\n" + "".join(f"- {n}\n" for n in notes) + "\n"
+    return text + f"Resolved configuration:\n\n```json\n{json.dumps(cfg.to_dict(), indent=2)}\n```\n"
 
 
 def _write_json(path: Path, data: Any) -> None:

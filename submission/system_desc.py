@@ -52,14 +52,28 @@ MEANINGFUL_FIELDS = (
     "operating_system", "other_software_stack",
 )
 STATUSES = ("available", "preview", "rdi")
+#: fields no machine tells about itself: an example value for each, shown when one is missing
+EXAMPLES = {
+    "status": "available",
+    "cooling": "passive heatsink",
+    "host_memory_configuration": "1x 8 GiB LPDDR4",
+    "host_storage_type": "NVMe SSD",
+    "host_storage_capacity": "256 GB",
+    "host_networking": "1x 1 Gb/s Ethernet",
+    "host_network_card_count": "1",
+    "accelerator_memory_configuration": "on-chip SRAM",
+    "accelerator_host_interconnect": "USB 3.0 (5 Gb/s)",
+    "accelerator_interconnect": "N/A (single accelerator)",
+    "accelerator_memory_capacity": "8 MB",
+}
+#: what no machine can tell: required from --system-desc for a full submission
+ASK_USER = ("status", "cooling", "host_memory_configuration")
 SYSTEM_TYPES = ("edge", "datacenter", "datacenter,edge", "edge,datacenter")
 
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # before / after the runtime loads its firmware
 NCS2_USB_IDS = {("03e7", "2485")}
 #: backends (and device strings) that run on each accelerator family
 ACCELERATOR_BACKENDS = {"edgetpu": "coral", "tensorrt": "nvidia"}
-SOFTWARE_PACKAGES = ("mlcommons-loadgen", "numpy", "ai-edge-litert", "tflite-runtime", "tensorflow",
-                     "onnxruntime", "openvino", "tensorrt", "pycoral")
 NA = "N/A"
 
 Runner = Callable[[List[str]], Optional[str]]  # evaluated at run time: typing generics for Python 3.8
@@ -110,17 +124,48 @@ def cpu_info(root: Path) -> dict[str, str]:
     count = len(cores) or len(processors) or (os.cpu_count() if root == Path("/") else 0) or 0
     if count:
         out["host_processor_core_count"] = str(count)
-    max_khz = _read(root, "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    if max_khz and max_khz.strip().isdigit():
-        out["host_processor_frequency"] = f"{int(max_khz) / 1000:.0f} MHz (max)"
-    else:
-        mhz = next((e.get("cpu MHz") for e in processors if e.get("cpu MHz")), None)
-        if mhz:
-            out["host_processor_frequency"] = f"{float(mhz):.0f} MHz (as reported by /proc/cpuinfo)"
+    frequency = max_frequency(root, entries)
+    if frequency:
+        out["host_processor_frequency"] = frequency
     caches = cache_info(root)
     if caches:
         out["host_processor_caches"] = caches
     return out
+
+
+def max_frequency(root: Path, entries: list[dict[str, str]] | None = None) -> str:
+    """The highest maximum clock of any core (big.LITTLE: cpu0 may be a small core), from cpufreq;
+    else the rated clock in the model name ("@ 2.20GHz"); "" when the machine does not say
+    (``/proc/cpuinfo``'s "cpu MHz" is the current clock, not the maximum)."""
+    khz = [int(text) for text in (_read(f, "cpuinfo_max_freq") for f in
+                                  sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")))
+           if text and text.strip().isdigit()]
+    if khz:
+        return f"{max(khz) / 1000:.0f} MHz (max)"
+    for entry in entries or []:
+        match = re.search(r"@\s*([\d.]+)\s*GHz", entry.get("model name") or "")
+        if match:
+            return f"{float(match.group(1)) * 1000:.0f} MHz (rated, from the model name)"
+    return ""
+
+
+def dimm_layout(run: Runner) -> str:
+    """Memory modules as ``dmidecode -t 17`` lists them (needs root), e.g. "2x 8 GB DDR4 3200 MT/s";
+    "" when it cannot be read."""
+    text = run(["dmidecode", "-t", "17"]) or ""
+    modules = []
+    for block in text.split("\n\n"):
+        fields = dict((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in block.splitlines()))
+        size = fields.get("Size", "")
+        if not size or size.lower().startswith("no module"):
+            continue
+        kind, speed = fields.get("Type", ""), fields.get("Configured Memory Speed") or fields.get("Speed", "")
+        modules.append(" ".join(x for x in (size, kind if kind.lower() != "unknown" else "",
+                                            speed if speed.lower() != "unknown" else "") if x))
+    counts: dict[str, int] = {}
+    for module in modules:
+        counts[module] = counts.get(module, 0) + 1
+    return ", ".join(f"{n}x {m}" for m, n in counts.items())
 
 
 def cache_info(root: Path) -> str:
@@ -192,13 +237,16 @@ def os_info(root: Path) -> str:
     return f"{name}, kernel {platform.release()}" if root == Path("/") else name
 
 
-def software_stack() -> str:
+def software_stack(runtime: str = "") -> str:
+    """Python, LoadGen, NumPy and the runtime the run used (``backend.version()``), nothing else."""
     parts = [f"Python {platform.python_version()}"]
-    for package in SOFTWARE_PACKAGES:
+    for package in ("mlcommons-loadgen", "numpy"):
         try:
             parts.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             continue
+    if runtime:
+        parts.append(runtime)
     return ", ".join(parts)
 
 
@@ -306,7 +354,10 @@ def detect(backend: str = "", device: str | None = None, runtime: str = "", root
     desc.update(network_info(root))
     desc["operating_system"] = os_info(root)
     desc["framework"] = runtime or backend
-    desc["other_software_stack"] = software_stack()
+    desc["other_software_stack"] = software_stack(runtime)
+    layout = dimm_layout(run)
+    if layout:
+        desc["host_memory_configuration"] = layout
     if desc.get("host_processors_per_node") == "1":
         desc["host_processor_interconnect"] = f"{NA} (single socket)"
     found = accelerators(root, run)
@@ -373,15 +424,42 @@ def describe(detected: dict[str, Any], user: dict[str, Any], division: str, subm
     return desc, field_problems(desc)
 
 
-def field_problems(desc: dict[str, Any]) -> list[str]:
-    """Required fields missing or empty, and values the checker refuses."""
-    problems = [f"field '{k}' is missing" for k in REQUIRED_FIELDS if k not in desc]
-    problems += [f"field '{k}' is empty: give it in --system-desc" for k in REQUIRED_FIELDS
-                 if k in desc and is_empty(desc[k])]
-    status = str(desc.get("status", "")).lower()
-    if status and status not in STATUSES:
-        problems.append(f"field 'status' is '{desc['status']}'; accepted: {', '.join(STATUSES)}")
-    system_type = str(desc.get("system_type", ""))
-    if system_type and system_type not in SYSTEM_TYPES:
-        problems.append(f"field 'system_type' is '{system_type}'; accepted: {', '.join(SYSTEM_TYPES)}")
+def quick_placeholders(desc: dict[str, Any]) -> dict[str, str]:
+    """For a quick tree (never a submission): values for the fields only the user can give, so the
+    tree's only problems are its short runs. Marked as such in the values themselves."""
+    memory = desc.get("host_memory_capacity") or "memory"
+    values = {"status": "rdi", "cooling": "not stated (quick run)",
+              "host_memory_configuration": f"{memory} total, module layout not stated (quick run)"}
+    return {k: v for k, v in values.items() if is_empty(desc.get(k))}
+
+
+def checker_problems(desc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, text) for each thing the v6.1 checker refuses: status, system type, required fields
+    missing, meaningful fields empty (it treats "", 0 and false as empty; a count "0" is an answer)."""
+    problems: list[tuple[str, str]] = []
+    status = str(desc.get("status") or "").lower()
+    if status not in STATUSES:
+        problems.append(("system_status", f"field 'status' is '{desc.get('status') or ''}'; accepted: "
+                         f"{', '.join(STATUSES)} (e.g. \"status\": \"available\" in --system-desc)"))
+    system_type = desc.get("system_type")
+    if system_type not in SYSTEM_TYPES:
+        problems.append(("system_type", f"field 'system_type' is '{system_type or ''}'; accepted: "
+                         f"{', '.join(SYSTEM_TYPES)}"))
+    for key in REQUIRED_FIELDS:
+        if key not in desc:
+            problems.append((f"system_field_missing:{key}", f"field '{key}' is missing"))
+        elif key in MEANINGFUL_FIELDS and not desc[key]:
+            example = EXAMPLES.get(key)
+            problems.append((f"system_field_empty:{key}", f"field '{key}' is empty: give it in --system-desc"
+                             + (f", e.g. \"{key}\": \"{example}\"" if example else "")))
     return problems
+
+
+def fields_to_fill(desc: dict[str, Any]) -> list[str]:
+    """Required fields that are empty although the checker accepts them empty."""
+    return [k for k in REQUIRED_FIELDS if k in desc and k not in MEANINGFUL_FIELDS and is_empty(desc[k])]
+
+
+def field_problems(desc: dict[str, Any]) -> list[str]:
+    """The checker's problems with a description, as text."""
+    return [text for _, text in checker_problems(desc)]

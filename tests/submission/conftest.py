@@ -35,3 +35,24 @@ def kws_tree(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kws_tree")
     return run_submission(kws_config(tmp), "TestOrg", "open", user_desc_file(tmp), quick=True,
                           with_compliance=True, command="python run.py --submission (test)", echo=lambda *a: None)
+
+
+def demo_config(tmp_path, **values):
+    """The demo (synthetic images, a model made on the spot) under the rules of ResNet50."""
+    values = {"output": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "progress": False, **values}
+    return profiles.resolve("demo", values)
+
+
+@pytest.fixture(scope="session")
+def demo_tree(tmp_path_factory):
+    """A quick open tree of the demo model (mapped to resnet) on a "datacenter,edge" system:
+    Offline and Server, with TEST01/TEST04; its problems are only the quick ones."""
+    pytest.importorskip("mlperf_loadgen")
+    from submission import run_submission
+
+    tmp = tmp_path_factory.mktemp("demo_tree")
+    desc = tmp / "system.json"
+    desc.write_text(json.dumps({**USER_DESC, "system_type": "datacenter,edge"}))
+    return run_submission(demo_config(tmp), "TestOrg", "open", str(desc), quick=True, with_compliance=True,
+                          scenarios=["Offline", "Server"], command="python run.py --submission (test)",
+                          echo=lambda *a: None)

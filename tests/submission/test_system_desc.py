@@ -73,8 +73,7 @@ def test_ncs2_is_used_by_openvino_on_myriad(tmp_path):
 
 def test_nvidia_gpu_through_nvidia_smi(tmp_path):
     def smi(argv):
-        assert argv[0] == "nvidia-smi"
-        return "NVIDIA T4, 15360, 1590, 3, 16\n"
+        return "NVIDIA T4, 15360, 1590, 3, 16\n" if argv[0] == "nvidia-smi" else None
 
     desc = system_desc.detect("tensorrt", root=fake_root(tmp_path), run=smi)
     assert desc["accelerator_model_name"] == "NVIDIA T4"
@@ -109,9 +108,51 @@ def test_missing_fields_are_reported_not_silently_empty(tmp_path):
                                           "closed", "Org")
     assert desc["host_network_card_count"] == "0"
     fields = {p.split("'")[1] for p in problems}
-    assert {"cooling", "host_memory_configuration", "system_type_detail", "host_storage_type"} <= fields
-    assert "field 'status' is 'sold'; accepted: available, preview, rdi" in problems
+    assert {"cooling", "host_memory_configuration", "host_storage_type"} <= fields
+    assert any(p.startswith("field 'status' is 'sold'; accepted: available, preview, rdi") for p in problems)
+    assert any(p.startswith("field 'cooling' is empty: give it in --system-desc, e.g. \"cooling\": ") for p in problems)
     assert "host_network_card_count" not in fields
+    # the checker accepts system_type_detail empty: a field to fill, not a problem
+    assert "system_type_detail" not in fields and "system_type_detail" in system_desc.fields_to_fill(desc)
+
+
+def test_cpu_frequency_is_the_maximum_never_the_current_clock(tmp_path):
+    root = fake_root(tmp_path)
+    # big.LITTLE: cpu0 is a small core, cpu3 the fast one
+    (root / "sys/devices/system/cpu/cpu3/cpufreq").mkdir(parents=True)
+    (root / "sys/devices/system/cpu/cpu3/cpufreq/cpuinfo_max_freq").write_text("3200000\n")
+    assert system_desc.detect("litert", root=root, run=no_commands)["host_processor_frequency"] == "3200 MHz (max)"
+    # no cpufreq driver (a VM): the rated clock in the model name, else nothing (cpu MHz is the current clock)
+    for f in (root / "sys/devices/system/cpu").glob("cpu*/cpufreq/cpuinfo_max_freq"):
+        f.unlink()
+    assert system_desc.detect("litert", root=root, run=no_commands).get("host_processor_frequency", "") == ""
+    (root / "proc/cpuinfo").write_text(CPUINFO.replace("Test CPU 9000", "Test CPU 9000 @ 2.20GHz"))
+    assert system_desc.detect("litert", root=root, run=no_commands)["host_processor_frequency"] == \
+        "2200 MHz (rated, from the model name)"
+
+
+def test_memory_layout_from_dmidecode_and_only_the_runtime_used(tmp_path):
+    def dmidecode(argv):
+        if argv[0] != "dmidecode":
+            return None
+        module = "Memory Device\n\tSize: 8 GB\n\tType: DDR4\n\tConfigured Memory Speed: 3200 MT/s\n"
+        return "\n".join([module, module, "Memory Device\n\tSize: No Module Installed\n"])
+
+    desc = system_desc.detect("onnxruntime", runtime="onnxruntime 1.20.1", root=fake_root(tmp_path), run=dmidecode)
+    assert desc["host_memory_configuration"] == "2x 8 GB DDR4 3200 MT/s"
+    stack = desc["other_software_stack"]
+    assert stack.startswith("Python ") and stack.endswith(", onnxruntime 1.20.1")
+    for other in ("tensorflow", "openvino", "tensorrt", "ai-edge-litert", "tflite-runtime", "pycoral"):
+        assert other not in stack
+    assert "host_memory_configuration" not in system_desc.detect("litert", root=fake_root(tmp_path / "b"),
+                                                                 run=no_commands)
+
+
+def test_quick_placeholders_fill_only_what_the_user_did_not_give(tmp_path):
+    detected = system_desc.detect("litert", root=fake_root(tmp_path), run=no_commands)
+    filled = system_desc.quick_placeholders({**detected, "cooling": "fan"})
+    assert filled == {"status": "rdi",
+                      "host_memory_configuration": "7.6 GiB total, module layout not stated (quick run)"}
 
 
 def test_user_file_may_not_contradict_the_tree(tmp_path):
