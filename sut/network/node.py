@@ -79,6 +79,8 @@ class Model:
         except BaseException:
             self.close()
             raise
+        #: the store's rows as a plain array (a memory map stays one: nothing is read here)
+        self._data = np.asarray(self.store.data)
         self.instances = max(1, self.info.instances)
         self._free: queue.Queue = queue.Queue()
         for i in range(self.instances):
@@ -96,20 +98,29 @@ class Model:
             self._free.put(instance)
 
     def _predict(self, indices, instance) -> np.ndarray:
-        rows = self.store.rows(indices)
-        n, info = len(rows), self.info
-        if info.accepts_batch(n):
-            outputs = self._checked(self.backend.predict(rows, instance), n)
-        elif info.max_batch_size == 1:
-            outputs = self._checked(self.backend.predict_each([rows[i:i + 1] for i in range(n)], instance), n)
+        n, info, data = len(indices), self.info, self._data
+        if n == 1:
+            first = int(indices[0])
+            outputs = self._checked(self.backend.predict(data[first:first + 1], instance), 1)
+        elif info.max_batch_size == 1:  # one sample per inference: single-row views, no copy
+            outputs = self._checked(self.backend.predict_each([data[i:i + 1] for i in indices.tolist()], instance), n)
         else:
+            sizes = [n] if info.accepts_batch(n) else info.split_batch(n)
             parts, start = [], 0
-            for size in info.split_batch(n):
-                parts.append(self._checked(self.backend.predict(rows[start:start + size], instance), size))
+            for size in sizes:
+                parts.append(self._checked(self.backend.predict(self._rows(indices[start:start + size]), instance), size))
                 start += size
-            outputs = np.concatenate(parts)
+            outputs = parts[0] if len(parts) == 1 else np.concatenate(parts)
         responses = self.dataset.postprocess(outputs, info)
         return np.ascontiguousarray(responses, dtype=protocol.ROW_DTYPE).reshape(n, -1)
+
+    def _rows(self, indices: np.ndarray) -> np.ndarray:
+        """The samples' rows: a view of the store for consecutive indices (the
+        LoadGen node orders Offline work that way), else a gathered copy."""
+        first, n = int(indices[0]), len(indices)
+        if n == 1 or (int(indices[-1]) - first == n - 1 and (np.diff(indices) == 1).all()):
+            return self._data[first:first + n]
+        return self.store.rows(indices)
 
     @staticmethod
     def _checked(outputs, n):

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import mlperf_loadgen as lg
+import numpy as np
 
 from profiles import Config
 from sut import accuracy as accuracy_mod
@@ -30,6 +31,7 @@ from sut.completion import Completer, Watchdog
 from sut.errors import BackendFailure, ConfigError, HarnessError
 from sut.network import dispatch, fingerprint
 from sut.results import RunDirectory
+from sut.scenarios import consecutive_runs
 
 
 @dataclasses.dataclass
@@ -125,7 +127,12 @@ class NetworkSUT:
             ids = [s.id for s in samples]
             indices = [s.index for s in samples]
             n = len(ids)
-            item = self.dispatcher.item_size(n) if self.scenario == "Offline" else n
+            item = n
+            if self.scenario == "Offline" and n > 1:
+                # items of consecutive indices: a node passes those to its backend as views of its store
+                order = consecutive_runs(np.asarray(indices, dtype=np.int64))
+                ids, indices = [ids[k] for k in order], [indices[k] for k in order]
+                item = self.dispatcher.item_size(n)
             for start in range(0, n, item):
                 self.dispatcher.submit(ids[start:start + item], indices[start:start + item])
         except BaseException as exc:  # an exception inside LoadGen's callback breaks LoadGen
