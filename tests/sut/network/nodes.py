@@ -19,8 +19,9 @@ START_TIMEOUT_S = 300
 class NodeProcess:
     """``run.py serve ARGS --listen 127.0.0.1:0``; ``address`` once it serves."""
 
-    def __init__(self, *args: str, python: str = sys.executable, env: dict | None = None, cache: Path | None = None):
-        cmd = [python, str(ROOT / "run.py"), "serve", "--listen", "127.0.0.1:0", "--no-progress", *args]
+    def __init__(self, *args: str, python: str = sys.executable, env: dict | None = None, cache: Path | None = None,
+                 prefix: tuple = (), listen: str = "127.0.0.1:0"):
+        cmd = [*prefix, python, str(ROOT / "run.py"), "serve", "--listen", listen, "--no-progress", *args]
         if cache is not None and "--cache-dir" not in args:
             cmd += ["--cache-dir", str(cache)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
