@@ -77,6 +77,11 @@ class RemoteNode:
             self.instances = max(1, int(self.info["instances"]))
             self.max_batch = max(1, int(self.info["max_batch_size"]))
             self.count = int(self.info["dataset"]["count"])
+            float(self.info["speed"]["samples_per_s"])
+            for key, kind in (("host", dict), ("dataset", dict), ("backend", dict), ("model_fingerprint", str)):
+                if not isinstance(self.info.get(key), kind):
+                    raise ValueError("no valid '%s'" % key)
+            self.info["host"].setdefault("name", "?")
             if self.info.get("protocol") != protocol.VERSION or len(self.boot_id) != protocol.BOOT_ID_BYTES \
                     or not 1 <= self.width <= protocol.MAX_WIDTH:
                 raise ValueError("protocol %r" % self.info.get("protocol"))
