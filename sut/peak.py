@@ -10,7 +10,11 @@ and the ``user.conf`` line that reuses it.
 * **Server**: bracket, then bisect the target QPS. The first target is half
   the warm-up throughput; VALID doubles it and INVALID halves it until the two
   are bracketed, then the geometric midpoint is tried until the bracket is
-  within :data:`TOLERANCE` (or :data:`MAX_STEPS` runs). The ceiling is the
+  within :data:`TOLERANCE` (or :data:`MAX_STEPS` runs). The answer is then
+  confirmed by a run :data:`CONFIRM_LENGTH` times longer (a short step can
+  miss the machine's slow moments), lowered while that run is INVALID. A
+  step that would take over :data:`STEP_MAX_S` is not run, nor any step after
+  :data:`SEARCH_BUDGET_S`. The ceiling is the
   warm-up throughput times :data:`CEILING`: a Server cannot answer faster
   than the machine computes, and a runaway target would make LoadGen
   generate an enormous query set. The latency bound is the real one
@@ -31,7 +35,8 @@ Unless ``--min-duration``/``--time``/``--min-query-count`` say otherwise,
 each step is short (:data:`STEP_MIN_DURATION_MS`, :data:`STEP_MIN_QUERIES`
 queries: enough for early stopping with no late query). A target VALID in a
 short step holds for a full-length run only if the machine keeps the same
-pace for minutes: confirm it with a normal run.
+pace for minutes: the Server answer is confirmed by a longer run, and a
+normal (10 minute) run is the final word.
 
 Results go to ``<output>/<time>-<name>-<scenario>-peak/``: ``step_NN/`` (each
 step's LoadGen logs), ``peak.txt`` (what was printed) and ``peak.json``.
@@ -72,6 +77,11 @@ OFFLINE_LONGEST = 1.3
 STEP_MAX_S = 30.0
 #: no new step starts after the search has run this long
 SEARCH_BUDGET_S = 300.0
+#: Server: the answer is confirmed by a run this many times longer than a step; if that run is
+#: INVALID, the target is lowered by CONFIRM_BACKOFF and confirmed again, at most CONFIRM_TRIES times
+CONFIRM_LENGTH = 5
+CONFIRM_BACKOFF = 0.85
+CONFIRM_TRIES = 3
 #: SingleStream/MultiStream: the recommended expected latency is the mean latency times this
 #: (LoadGen runs out of queries before the minimum duration if it expects a slower SUT)
 EXPECTED_LATENCY_FACTOR = 0.9
@@ -90,6 +100,7 @@ class Step:
     bound_ms: float | None = None     # Server latency bound
     mean_ms: float | None = None
     reasons: list = dataclasses.field(default_factory=list)
+    confirm: bool = False             # a longer run checking the search's answer
     error: str | None = None
     hung: bool = False
     directory: str = ""
@@ -108,6 +119,7 @@ class Peak:
     note: str = ""
     directory: Path | None = None
     stopped: str = ""                 # why the search stopped early ("" if it converged)
+    unconfirmed: Step | None = None   # Server: the short steps' answer that no longer run confirmed
 
     @property
     def error(self) -> str | None:
@@ -170,6 +182,25 @@ def search_offline(run: Callable[[float], Step], start: float, min_duration_s: f
     return steps
 
 
+def confirm_server(run_long: Callable[[float], Step], best: Step | None,
+                   affordable: Callable[[float], bool] = lambda target: True) -> Step | None:
+    """Run ``best``'s target again, longer; lower it by :data:`CONFIRM_BACKOFF`
+    while that is INVALID. Returns the confirmed step, or None."""
+    if best is None:
+        return None
+    target = best.target
+    for _ in range(CONFIRM_TRIES):
+        if not affordable(target):
+            return None
+        step = run_long(target)
+        if step.error:
+            return None
+        if step.valid:
+            return step
+        target *= CONFIRM_BACKOFF
+    return None
+
+
 def best_step(steps: list[Step]) -> Step | None:
     """Server: the VALID step with the highest target (SS/MS: the VALID one)."""
     valid = [s for s in steps if s.valid]
@@ -188,12 +219,15 @@ def offline_best(steps: list[Step], min_duration_s: float) -> Step | None:
 
 # --- one step: a LoadGen run on prepared parts ----------------------------------------
 
-def step_config(cfg: Config, target: float | None) -> Config:
+def step_config(cfg: Config, target: float | None, length: int = 1) -> Config:
     """The configuration of one step: a performance test at ``target`` (None:
-    keep it), short unless the command line set the duration or query count."""
+    keep it), short unless the command line set the duration or query count;
+    ``length`` times longer for a confirmation."""
     changes = {"mode": "performance",
-               "min_duration_ms": STEP_MIN_DURATION_MS if cfg.min_duration_ms is None else cfg.min_duration_ms,
-               "min_query_count": STEP_MIN_QUERIES if cfg.min_query_count is None else cfg.min_query_count}
+               "min_duration_ms": length * (STEP_MIN_DURATION_MS if cfg.min_duration_ms is None
+                                            else cfg.min_duration_ms),
+               "min_query_count": length * (STEP_MIN_QUERIES if cfg.min_query_count is None
+                                            else cfg.min_query_count)}
     if target is not None:
         changes["target_qps"] = target
     if cfg.scenario in ("SingleStream", "MultiStream") and cfg.min_query_count is None:
@@ -249,23 +283,24 @@ def find(cfg: Config, parts, root: Path, echo=print) -> Peak:
     began = time.monotonic()
     queries = step_config(cfg, None).min_query_count
 
-    def affordable(target: float) -> bool:
+    def affordable(target: float, length: int = 1) -> bool:
         if time.monotonic() - began > SEARCH_BUDGET_S:
             peak.stopped = f"the search's time budget ({SEARCH_BUDGET_S:g} s) is spent"
             return False
-        if queries / target > STEP_MAX_S:
+        if length * queries / target > length * STEP_MAX_S:
             peak.stopped = (f"a step at {target:.1f} QPS would take {queries / target:.0f} s ({queries} queries), "
                             f"more than {STEP_MAX_S:g} s")
             return False
         return True
 
-    def run(target: float | None) -> Step:
+    def run(target: float | None, length: int = 1) -> Step:
         number = len(peak.steps) + 1
         outdir = root / f"step_{number:02d}"
         outdir.mkdir(parents=True, exist_ok=True)
-        result = runner.run_test(step_config(cfg, target), "performance", parts.backend, parts.info,
+        result = runner.run_test(step_config(cfg, target, length), "performance", parts.backend, parts.info,
                                  parts.dataset, parts.store, estimate, outdir)
         step = read_step(number, target or 0.0, result, outdir)
+        step.confirm = length > 1
         peak.steps.append(step)
         echo(format_step(step, cfg.scenario))
         return step
@@ -274,7 +309,15 @@ def find(cfg: Config, parts, root: Path, echo=print) -> Peak:
     if cfg.scenario == "Server":
         start = cfg.target_qps or rate / 2
         search_server(run, start, max(rate * CEILING, start), affordable=affordable)
-        peak.best = best_step(peak.steps)
+        found = best_step(peak.steps)
+        if found is not None and not peak.error:
+            echo(f"confirming {found.target:.1f} QPS with a run {CONFIRM_LENGTH}x as long "
+                 f"(lowered by {100 * (1 - CONFIRM_BACKOFF):g}% while INVALID, at most {CONFIRM_TRIES} times)")
+            peak.best = confirm_server(lambda t: run(t, CONFIRM_LENGTH), found,
+                                       lambda t: affordable(t, CONFIRM_LENGTH))
+            peak.unconfirmed = found if peak.best is None else None
+        else:
+            peak.best = found
     elif cfg.scenario == "Offline":
         min_s = step_config(cfg, None).min_duration_ms / 1000
         search_offline(run, cfg.target_qps or rate, min_s)
@@ -326,6 +369,8 @@ def format_step(step: Step, scenario: str) -> str:
     late = f"{step.late}/{step.queries}" if step.late is not None and step.queries else "-"
     duration = f"{step.duration_s:>6.1f} s" if step.duration_s is not None else f"{'-':>8}"
     line = f"{step.number:>4}  {target}  {step.validity:<8} {achieved}  {p99}  {late:>9}  {duration}"
+    if step.confirm:
+        line += "  confirm"
     if not step.valid and step.reasons:
         line += f"  ({step.reasons[0].split(':')[0]})"
     return line
@@ -357,6 +402,11 @@ def conclusion(cfg: Config, peak: Peak) -> str:
     best, steps = peak.best, peak.steps
     if peak.error:
         return f"search stopped: step {steps[-1].number} failed: {peak.error}"
+    if best is None and peak.unconfirmed is not None:
+        short = peak.unconfirmed
+        return (f"no target confirmed: {short.target:.1f} QPS was VALID in a short step (step {short.number}) "
+                f"but the longer runs down to {short.target * CONFIRM_BACKOFF ** (CONFIRM_TRIES - 1):.1f} QPS "
+                f"were INVALID: the machine's pace changes (load average above); rerun on a quiet machine")
     if best is None:
         if cfg.scenario == "Server" and steps:
             lowest = min(steps, key=lambda s: s.target)
@@ -373,10 +423,12 @@ def conclusion(cfg: Config, peak: Peak) -> str:
         invalid = [s.target for s in steps if not s.valid and s.target > best.target]
         above = f"; lowest INVALID target {min(invalid):.1f}" if invalid else "; no INVALID target below the ceiling"
         stop = f"; stopped early: {peak.stopped}" if peak.stopped else ""
+        how = (f"confirmed by a run {CONFIRM_LENGTH}x as long as a step" if best.confirm
+               else "found with short steps")
         return (f"highest VALID target: {best.target:.1f} QPS (step {best.number}: completed "
                 f"{best.achieved or 0:.1f} samples/s, p99 {best.p99_ms or 0:.2f} ms within the "
-                f"{best.bound_ms or 0:g} ms bound){above}{stop}. Found with short steps: confirm with a "
-                f"normal run at --target-qps {_round_down(best.target)}")
+                f"{best.bound_ms or 0:g} ms bound), {how}{above}{stop}. A full-length run (10 min) sees "
+                f"more of the machine's slow moments: check it with --target-qps {_round_down(best.target)}")
     if cfg.scenario == "Offline":
         duration = f"{best.duration_s:.1f} s" if best.duration_s is not None else "?"
         longest = OFFLINE_LONGEST * step_config(cfg, None).min_duration_ms / 1000

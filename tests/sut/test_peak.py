@@ -116,6 +116,33 @@ def test_conf_lines_use_loadgen_keys_and_round_down():
 
 # --- real LoadGen runs on the null backend ---------------------------------------------
 
+def test_confirmation_lowers_the_target_until_a_longer_run_is_valid():
+    tried = []
+
+    def run_long(target):
+        tried.append(target)
+        return peak.Step(len(tried), target, "VALID" if target <= 80.0 else "INVALID", confirm=True)
+    confirmed = peak.confirm_server(run_long, peak.Step(1, 100.0, "VALID"))
+    assert confirmed.valid and confirmed.confirm and tried == [100.0, 85.0, pytest.approx(72.25)]
+    tried.clear()
+    assert peak.confirm_server(run_long, peak.Step(1, 200.0, "VALID")) is None  # 200, 170, 144.5: all INVALID
+    assert len(tried) == peak.CONFIRM_TRIES
+    assert peak.confirm_server(run_long, None) is None
+
+
+def test_an_unconfirmed_answer_is_not_given_as_the_result():
+    steps = [peak.Step(1, 100.0, "VALID", bound_ms=15.0), peak.Step(2, 100.0, "INVALID", confirm=True)]
+    result = peak.Peak("Server", steps, unconfirmed=steps[0])
+    note = peak.conclusion(Config(scenario="Server"), result)
+    assert note.startswith("no target confirmed: 100.0 QPS was VALID in a short step")
+    assert peak.conf_line(Config(scenario="Server"), result.best) is None
+
+
+@pytest.fixture(autouse=True)
+def short_confirmation(monkeypatch):
+    monkeypatch.setattr(peak, "CONFIRM_LENGTH", 2)  # the real runs below stay short
+
+
 @pytest.fixture(scope="module")
 def null_parts():
     backend = NullBackend(BackendOptions(extra={"input_shape": [4], "input_dtype": "float32", "classes": 10}))
@@ -142,6 +169,8 @@ def test_server_search_on_loadgen_prints_each_step_and_a_valid_target(null_parts
     assert result.conf_line.startswith("resnet50.Server.target_qps = ")
     assert float(result.conf_line.split("= ")[1]) <= result.best.target
     assert "highest VALID target" in result.note
+    assert result.best.confirm and printed[-1].endswith("confirm")
+    assert any(line.startswith("confirming ") for line in printed)
 
 
 def test_step_logs_record_the_target_each_step_asked_for(null_parts, tmp_path):
