@@ -72,7 +72,7 @@ MAPPING = [
     ("--qps N", "--target-qps", "same: Server target QPS and Offline expected QPS"),
     ("--max-latency S", "--target-latency-ms", "seconds, as in the reference (0.015 = 15 ms): Server "
      "latency bound and MultiStream expected latency (also SingleStream's expected latency here)"),
-    ("--time S", "--time", "see --help for --time"),
+    ("--time S", "--time", "same: LoadGen's min and max duration, in seconds"),
     ("--count N", "--count", "dataset items to use; the reference also fixes min/max query count to N: "
      "add --min-query-count N --max-query-count N for that"),
     ("--performance-sample-count N", "--performance-sample-count", "same"),
