@@ -373,7 +373,7 @@ def fail(exc: BaseException, verbose: bool = False, where: dict[str, str] | None
         path = getattr(exc, "error_log", None) or _temporary_log(trace)
         if path:
             text += f" (traceback: {path})"
-    if verbose:
+    if verbose and not isinstance(exc, (Interrupted, KeyboardInterrupt)):
         try:
             sys.stdout.flush()
             sys.stderr.write(trace)
