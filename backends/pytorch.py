@@ -99,6 +99,7 @@ class PyTorchBackend(Backend):
         self._device = None
         self._dtype = None          # the dtype model and inputs run in (None: as saved)
         self._autocast = None       # (device type, dtype) for amp
+        self._plain = False         # CPU, no casts: predict calls the module on the NumPy memory
         self._states: list = []     # per instance: CUDA stream and pinned buffers
         self._applied: str | None = None
         self._warmup_s: float | None = None
@@ -198,6 +199,8 @@ class PyTorchBackend(Backend):
                                   "TorchScript is compiled by torch.jit already: drop compile")
             module = torch.compile(module, mode=extra.get("compile_mode") or None)
         self._module = module
+        self._plain = (device == "cpu" and self._dtype in (None, torch.float32) and not self._autocast
+                       and not extra.get("channels_last"))
         instances = max(1, self.options.instances or 1)
         self._states = [self._new_state() for _ in range(instances)]
         started = time.perf_counter()
@@ -358,9 +361,14 @@ class PyTorchBackend(Backend):
         torch = self._torch
         try:
             with torch.inference_mode():
-                if self._device.type == "cuda":
+                if self._plain:  # CPU, the model as saved: nothing between NumPy and the module
+                    out = self._module(torch.from_numpy(batch))
+                    if type(out) is torch.Tensor and out.dtype is torch.float32:
+                        return out.numpy()
+                elif self._device.type == "cuda":
                     return self._run_cuda(batch, self._states[instance])
-                out = self._forward(torch.from_numpy(batch))
+                else:
+                    out = self._forward(torch.from_numpy(batch))
                 return _to_numpy(torch, out)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise BackendFailure(f"torch {torch.__version__}: {_first_line(exc)}") from exc
