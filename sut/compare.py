@@ -90,7 +90,7 @@ def from_sweep(directory: Path) -> list[Entry]:
         rows.append((sweep["repeat"], " repeat"))
     for row, suffix in rows:
         run_dir = _find(row.get("directory"), directory)
-        applied = short_precision(row.get("applied"))
+        applied = report.short_precision(row.get("applied"))
         label = f"{row.get('precision')}{suffix} (ran {applied or '-'})"
         if run_dir is None:
             log.warning("sweep %s: the %s run's directory %s is gone", directory, row.get("precision"),
@@ -98,13 +98,6 @@ def from_sweep(directory: Path) -> list[Entry]:
             continue
         entries.append(Entry(label, report.load_run(run_dir), noise=noise, applied=applied))
     return entries
-
-
-def short_precision(applied: str | None) -> str | None:
-    """``int8 (Q/DQ model /path...)`` -> ``int8``: the precision without its details."""
-    if not applied or applied == "-":
-        return None
-    return applied.split(" (")[0].strip()
 
 
 def _find(recorded: str | None, sweep_dir: Path) -> Path | None:
@@ -150,7 +143,8 @@ def rows(entries: list[Entry]) -> list[list]:
         if rate is None and d.get("result_qps_with_loadgen_overhead") is not None:
             rate = float(d["result_qps_with_loadgen_overhead"]) * int(d.get("effective_samples_per_query") or 1)
         table.append([
-            entry.label, entry.run.scenario or "-", runtime or "-", entry.applied or short_precision(entry.run.precision) or "-",
+            entry.label, entry.run.scenario or "-", runtime or "-",
+            entry.applied or report.short_precision(entry.run.precision) or "-",
             (test.validity if test else None) or "-",
             f"{test.metric[0]} = {test.metric[1]}" if test and test.metric else "-",
             report.ms(d.get("result_50.00_percentile_latency_ns")) or "-",

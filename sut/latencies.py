@@ -2,12 +2,13 @@
 
 The :class:`~sut.completion.Completer` already timestamps every piece of work
 it registers (``start``) and reads the clock again when it completes it
-(``finish``); :meth:`Recorder.add` stores those two times and the number of
-samples into preallocated C ``double`` arrays, indexed by the work's token
-(tokens count up from 0 in issue order). No Python object is kept per query:
-storage grows in fixed chunks of :data:`CHUNK` tokens, allocated zeroed at C
-speed, and a chunk never moves once allocated, so worker threads finishing
-work concurrently never write into a buffer that is being replaced.
+(``finish``); :meth:`Recorder.add` packs those two times and the number of
+samples into one preallocated ``bytearray`` as three C doubles, at the
+token's offset (tokens count up from 0 in issue order), with one
+``struct.pack_into`` call: no Python object is kept per query. The buffer
+grows geometrically (doubling, in place, at C speed) the first time a token
+falls beyond it; ``pack_into`` holds the buffer for its whole call, so a
+write from another worker thread is never lost to a resize.
 
 A token is one query in SingleStream and Server (and MultiStream with one
 model instance); otherwise a part of a query (a queue item of an Offline
@@ -27,18 +28,20 @@ from __future__ import annotations
 
 import collections
 import logging
+import struct
 import threading
-from array import array
 from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-CHUNK_BITS = 14
-#: tokens per storage chunk (3 doubles each: 384 KiB)
-CHUNK = 1 << CHUNK_BITS
-_MASK = CHUNK - 1
+#: one token's record: issue time, completion time, samples (native doubles;
+#: ``add`` writes its size, 24, as a literal: the hot path skips a lookup)
+ROW = struct.Struct("ddd")
+assert ROW.size == 24
+#: tokens the buffer holds before it first grows
+INITIAL_TOKENS = 4096
 FILENAME = "latencies.npy"
 DTYPE = np.dtype([("issue_s", "<f8"), ("complete_s", "<f8"), ("samples", "<i4")])
 
@@ -47,39 +50,36 @@ _RECENT: collections.deque = collections.deque(maxlen=8)
 
 
 class Recorder:
-    """Issue and completion times of every token, in C arrays."""
+    """Issue and completion times of every token, packed into one C buffer."""
 
-    def __init__(self):
-        self._chunks: list[array] = [_zeros()]
+    __slots__ = ("_buffer", "_pack", "_grow_lock", "__weakref__")
+
+    def __init__(self, tokens: int = INITIAL_TOKENS):
+        self._buffer = bytearray(ROW.size * max(1, tokens))
+        self._pack = ROW.pack_into
         self._grow_lock = threading.Lock()
         _RECENT.append(self)
 
     def add(self, token: int, start: float, end: float, samples: int) -> None:
-        """Record ``token``'s times (the hot path: a few stores, no allocation
-        except once per :data:`CHUNK` tokens)."""
+        """Record ``token``'s times: one C call (the hot path, once per token)."""
         try:
-            chunk = self._chunks[token >> CHUNK_BITS]
-        except IndexError:
-            chunk = self._grow(token >> CHUNK_BITS)
-        k = (token & _MASK) * 3
-        chunk[k] = start
-        chunk[k + 1] = end
-        chunk[k + 2] = samples
+            self._pack(self._buffer, token * 24, start, end, samples)
+        except struct.error:  # beyond the buffer
+            self._grow(token)
+            self._pack(self._buffer, token * 24, start, end, samples)
 
-    def _grow(self, index: int) -> array:
-        with self._grow_lock:  # two threads may reach a new chunk at once
-            while len(self._chunks) <= index:
-                self._chunks.append(_zeros())
-            return self._chunks[index]
+    def _grow(self, token: int) -> None:
+        with self._grow_lock:  # two threads may pass the end at once
+            size = len(self._buffer)
+            needed = ROW.size * (token + 1)
+            if needed > size:
+                self._buffer.extend(bytes(max(size, needed - size)))  # at least doubles, in place
 
     def __len__(self) -> int:
         return int(np.count_nonzero(self._raw()[:, 2]))
 
     def _raw(self) -> np.ndarray:
-        chunks = list(self._chunks)
-        if len(chunks) == 1:
-            return np.frombuffer(chunks[0], dtype=np.float64).reshape(-1, 3).copy()
-        return np.concatenate([np.frombuffer(c, dtype=np.float64) for c in chunks]).reshape(-1, 3)
+        return np.frombuffer(self._buffer, dtype=np.float64).reshape(-1, 3).copy()
 
     def table(self) -> np.ndarray:
         """The recorded tokens in issue order, as a :data:`DTYPE` array with
@@ -92,10 +92,6 @@ class Recorder:
         out["complete_s"] = raw[:, 1] - origin
         out["samples"] = raw[:, 2]
         return out
-
-
-def _zeros() -> array:
-    return array("d", bytes(8 * 3 * CHUNK))
 
 
 def recent(count: int) -> list[Recorder]:

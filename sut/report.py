@@ -215,10 +215,17 @@ def _title(view: RunView, test: TestView) -> str:
     cfg = view.record.get("config") or {}
     parts = [cfg.get("profile") or view.directory.name, test.scenario]
     if view.precision:
-        parts.append(str(view.precision))
+        parts.append(short_precision(view.precision))
     if test.validity:
         parts.append(test.validity)
     return " - ".join(str(p) for p in parts)
+
+
+def short_precision(applied) -> str | None:
+    """``int8 (Q/DQ model /path...)`` -> ``int8``: the precision without its details."""
+    if not applied or applied == "-":
+        return None
+    return str(applied).split(" (")[0].strip()
 
 
 def rate_line(test: TestView) -> tuple[str, float] | None:
@@ -262,9 +269,9 @@ def draw(test: TestView, directory: Path, prefix: str, title: str) -> list[tuple
     if lat is not None and len(lat) or marks:
         out.append((plots.cdf(lat if lat is not None else [], weights, marks, label, title,
                               directory / f"{prefix}latency_cdf.png"),
-                    f"Latency CDF: the fraction of samples completed within each latency (line: SUT-timed; "
-                    f"points: the percentiles LoadGen reports). The point at a fraction is the latency that "
-                    f"fraction of samples stayed under; a long flat top is a tail of slow queries."))
+                    "Latency CDF: the fraction of samples completed within each latency (line: SUT-timed; "
+                    "points: the percentiles LoadGen reports, e.g. p90 at 0.9 is the latency 90% of samples "
+                    "stayed under). A curve that reaches 1 only far to the right has a tail of slow queries."))
     if test.table is not None and len(test.table):
         out.append((plots.timeline(test.table["issue_s"], lat, test.table["complete_s"], test.table["samples"],
                                    marks, label, rate_line(test), title, directory / f"{prefix}timeline.png",
@@ -350,7 +357,8 @@ def loadgen_rows(test: TestView) -> list[tuple[str, Any]]:
          "Server queries over the latency bound"),
         ("early_stopping_latency_ss", ms(d.get("early_stopping_latency_ss")),
          "ms: early-stopping estimate of the p90 (SingleStream)"),
-        ("early_stopping_latency_ms", ms(d.get("early_stopping_latency_ms")) if test.scenario == "MultiStream" else None,
+        ("early_stopping_latency_ms",
+         ms(d.get("early_stopping_latency_ms")) if test.scenario == "MultiStream" else None,
          "ms: early-stopping estimate of the p99 (MultiStream)"),
         ("result_min_duration_met", d.get("result_min_duration_met"), ""),
         ("result_min_queries_met", d.get("result_min_queries_met"), ""),
@@ -423,15 +431,16 @@ def to_html(view: RunView, images: dict[int, list[tuple[Path, str]]], missing: s
                  ("runtime", e(backend.get("runtime"))),
                  ("precision (applied)", e(view.precision)),
                  ("model", e(record.get("model_path") or cfg.get("model"))),
-                 ("dataset", e(f"{cfg.get('dataset') or ''} {cfg.get('dataset_path') or ''} "
-                               f"({cfg.get('count') or 'all'} samples)")),
+                 ("dataset", e(" ".join(str(x) for x in (cfg.get("dataset"), cfg.get("dataset_path")) if x)
+                               + f" ({cfg.get('count') or 'all'} samples)")),
                  ("scenario", e(view.scenario) + (" (quick: not for submission)" if cfg.get("quick") else "")),
                  ("python / platform", e(f"{record.get('python') or '-'} / {record.get('platform') or '-'}")),
              ])]
     if missing:
         parts.append(f"<p class='note'>No plots: {e(missing)}. The tables below are complete without them.</p>")
     for i, test in enumerate(view.tests):
-        where = test.directory.relative_to(view.directory) if view.directory in test.directory.parents else test.directory
+        inside = view.directory in test.directory.parents
+        where = test.directory.relative_to(view.directory) if inside else test.directory
         parts.append(f"<h2>{e(test.scenario)} {e(test.mode)} test</h2><p><code>{e(where)}</code></p>")
         if test.mode == "accuracy":
             parts.append(rows_table([("accuracy", e(test.accuracy or "not scored"))]))

@@ -22,9 +22,9 @@ def test_records_in_issue_order_relative_to_first_issue():
     assert len(rec) == 2
 
 
-def test_grows_past_a_chunk_and_leaves_unfinished_tokens_out():
-    rec = latencies.Recorder()
-    n = latencies.CHUNK * 2 + 5
+def test_grows_past_its_buffer_and_leaves_unfinished_tokens_out():
+    rec = latencies.Recorder(tokens=16)
+    n = latencies.INITIAL_TOKENS * 2 + 5
     for token in range(n):
         if token != 7:  # never finished (completed empty after a failure)
             rec.add(token, 1.0 + token, 2.0 + token, 1)
@@ -35,8 +35,8 @@ def test_grows_past_a_chunk_and_leaves_unfinished_tokens_out():
 
 
 def test_concurrent_finishers_lose_nothing():
-    rec = latencies.Recorder()
-    per_thread, threads = 3 * latencies.CHUNK // 4, 4
+    rec = latencies.Recorder(tokens=16)  # grows while the threads write
+    per_thread, threads = 3 * latencies.INITIAL_TOKENS // 4, 4
 
     def work(first):
         for token in range(first, per_thread * threads, threads):
@@ -47,7 +47,9 @@ def test_concurrent_finishers_lose_nothing():
         t.start()
     for t in workers:
         t.join()
-    assert len(rec.table()) == per_thread * threads
+    table = rec.table()
+    assert len(table) == per_thread * threads
+    assert np.all(latencies.latencies_s(table) == 0.5)
 
 
 def test_save_and_load_round_trip(tmp_path):
