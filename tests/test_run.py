@@ -85,7 +85,7 @@ def test_wrong_result_count_fails(tmp_path):
     (["--profile", "nope"], 2, "error: unknown profile 'nope'; choose one of:"),
     (["--profile", "demo", "--model", "/nonexistent/m.onnx"], 3, "error: model file not found: /nonexistent/m.onnx"),
     (["--profile", "demo", "--backend", "nope"], 2, "error: unknown backend 'nope'"),
-    (["--profile", "demo", "--count", "0"], 2, "error: 'count' must be at least 1"),
+    (["--profile", "demo", "--count", "0"], 2, "error: --count / count must be a whole number >= 1, got 0"),
     (["--profile", "demo", "--count", "1000"], 4, "asks for more samples than"),
     (["--profile", "demo", "--user-conf", "/nonexistent/user.conf"], 2, "error: user.conf not found"),
     (["--profile", "mobilenet_tflite", "--model", "x.tflite", "--dataset-path", "/nonexistent/imagenet"],
