@@ -47,6 +47,32 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
+def probe(output: str | Path) -> None:
+    """Raise ResultsError unless files can be written into ``output`` (created
+    if missing): checked before any work, so a read-only or full disk is found
+    before preprocessing and the tests rather than after them."""
+    root = Path(output)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(f"cannot create output directory {root}: {_reason(exc)}; "
+                           "choose another --output") from exc
+    test = root / f".write-test.{os.getpid()}"
+    try:
+        with open(test, "wb") as f:
+            f.write(b"x" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise ResultsError(f"cannot write results into {root}: {_reason(exc)}; free space there or choose "
+                           "another --output") from exc
+    finally:
+        try:
+            test.unlink()
+        except OSError:
+            pass
+
+
 class RunDirectory:
     def __init__(self, output: str | Path, run_name: str):
         self.root = Path(output)

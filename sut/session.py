@@ -25,7 +25,7 @@ from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
 from sut import report, runner, user_conf
-from sut import signals
+from sut import results, signals
 from sut.errors import (BackendFailure, ConfigError, DatasetError, HarnessError, Interrupted, ModelError,
                         ResultsError, one_line)
 from sut.results import RunDirectory, check_loadgen_logs
@@ -145,10 +145,13 @@ def open_dataset(cfg: Config):
 
 
 @contextlib.contextmanager
-def prepared(cfg: Config, dataset, model, record: dict):
+def prepared(cfg: Config, dataset, model, record: dict, loaded=None):
     """Load the backend, check the model fits, preprocess (or reuse the
     cache) and warm up; the backend is closed on exit, unless a thread of
     LoadGen or of the warm-up may still be inside it (a hung backend).
+    ``loaded()`` is called once the model is loaded and fits the dataset,
+    before the long steps (execute creates the result directory there, so a
+    missing runtime or a model that does not fit leaves none behind).
 
     The body runs with signals :func:`~sut.signals.deferred`: Ctrl-C there
     is a request the LoadGen tests honour, then :func:`~sut.signals.check`."""
@@ -157,6 +160,8 @@ def prepared(cfg: Config, dataset, model, record: dict):
         info = backend.load(model)
         record.update(backend=backend.describe(), model=info.describe())
         dataset.check_model(info)
+        if loaded is not None:
+            loaded()
         store = cache.prepare(dataset.sources, dataset.preprocessor(info.input), info.input,
                               dataset.cache_key(info.input), cache_root(cfg),
                               cfg.preprocess_workers, cfg.progress)
@@ -198,24 +203,32 @@ def _close_quietly(backend, error: BaseException) -> None:
 
 
 def execute(cfg: Config, echo=print) -> Outcome:
-    """One run: its result directory ends complete, ``.failed`` or
-    ``.interrupted`` (see :mod:`sut.results`), holding ``config.json`` and
-    ``summary.txt`` either way, and ``error.log`` (the traceback) when an
-    exception ended it; the exception is re-raised with ``run_directory`` and
-    ``error_log`` attributes for the CLI's one line."""
+    """One run. Mistakes found before the model is loaded and checked leave
+    nothing behind (a full or read-only ``--output`` is found first of all);
+    from then on the run has a result directory that ends complete,
+    ``.failed`` or ``.interrupted`` (see :mod:`sut.results`), holding
+    ``config.json`` and ``summary.txt`` either way, and ``error.log`` (the
+    traceback) when an exception ended it; the exception is re-raised with
+    ``run_directory`` and ``error_log`` attributes for the CLI's one line."""
     signals.check()  # a stop asked between runs (a precision sweep): nothing more starts
     modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
     dataset, model = open_dataset(cfg)
     check_precisions(cfg, [cfg.precision], model)
-    run_dir = RunDirectory(cfg.output, f"{cfg.profile or cfg.model_name}-{cfg.scenario}")
+    results.probe(cfg.output)
     tests: list[runner.TestResult] = []
     record = {"config": cfg.to_dict(), "model_path": model, "python": sys.version.split()[0],
               "platform": platform.platform(), "response_dtype": "float32"}
     current: list = []  # (outdir, mode) of the test running, for judging an exception
-    with signals.on_hard_exit(lambda: _interrupted_now(run_dir)):
+    run_dir: RunDirectory | None = None
+    with contextlib.ExitStack() as on_exit:
+        def start():
+            nonlocal run_dir
+            run_dir = RunDirectory(cfg.output, f"{cfg.profile or cfg.model_name}-{cfg.scenario}")
+            on_exit.enter_context(signals.on_hard_exit(lambda: _interrupted_now(run_dir)))
+            run_dir.write_json("config.json", record)
+
         try:
-            run_dir.write_json("config.json", record)  # a full or read-only --output fails here, before any work
-            with prepared(cfg, dataset, model, record) as parts:
+            with prepared(cfg, dataset, model, record, start) as parts:
                 for mode in modes:
                     outdir = run_dir.test_dir(default_system(cfg), cfg.model_name, cfg.scenario, mode)
                     current[:] = [outdir, mode]
@@ -229,6 +242,8 @@ def execute(cfg: Config, echo=print) -> Outcome:
                         break
                     signals.check()
         except BaseException as exc:
+            if run_dir is None:
+                raise
             raise _failed(cfg, run_dir, record, tests, exc, current)
         outcome = Outcome(run_dir.path, tests, "")
         state = "complete" if outcome.ok else "failed"

@@ -58,9 +58,10 @@ class Result:
     stderr: str
     output: Path          # the --output root
     cache: Path
+    left: list[str]       # what was in --output when the run ended
 
     def dirs(self) -> list[str]:
-        return sorted(p.name for p in self.output.iterdir()) if self.output.exists() else []
+        return self.left
 
     def the_dir(self) -> Path:
         names = self.dirs()
@@ -127,7 +128,8 @@ class Run:
             raise AssertionError(f"run.py did not end within {timeout} s:\n{''.join(self._err)}")
         for reader in self._readers:
             reader.join(10)
-        return Result(self.proc.returncode, "".join(self._out), "".join(self._err), self.output, self.cache)
+        left = sorted(p.name for p in self.output.iterdir()) if self.output.is_dir() else []
+        return Result(self.proc.returncode, "".join(self._out), "".join(self._err), self.output, self.cache, left)
 
 
 def run(tmp: Path, *args: str, **kwargs) -> Result:

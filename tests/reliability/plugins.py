@@ -78,3 +78,4 @@ class DescribeBroken(NullBackend):
 
     def describe(self):
         raise TypeError("describe is broken")
+
