@@ -257,6 +257,9 @@ def test_quick_overrides_user_conf_and_the_command_line_overrides_quick(user_con
     # an explicit count replaces the quick one, and with it the quick note
     built, notes, _ = quick("MultiStream", MOBILENET, min_query_count=662)
     assert built.min_query_count == 662 and notes == []
+    assert built.max_duration_ms == 0  # nor does quick's 20 s guard cut a length asked for
+    built, notes, _ = quick("Server", MOBILENET, min_duration_ms=60_000)
+    assert (built.min_duration_ms, built.max_duration_ms) == (60_000, 0) and notes == []
 
 
 def test_quick_leaves_accuracy_runs_alone():
