@@ -22,7 +22,7 @@ from backends.null import NullBackend
 from benchmarks.harness_overhead import ArrayDataset, random_store
 from datasets.cache import SampleStore
 from profiles import Config
-from sut import progress, runner, scenarios, signals
+from sut import progress, runner, scenarios, settings, signals
 from sut.errors import BackendFailure, Interrupted
 from tests.sut.faulty_backend import RaisingBackend, WrongCountBackend
 
@@ -171,6 +171,39 @@ def test_accuracy_run_scores_every_sample(tmp_path, scenario):
     assert result.ok, result.error
     assert (result.accuracy.good, result.accuracy.total) == (SAMPLES, SAMPLES)
     assert (result.directory / "accuracy.txt").read_text().startswith("accuracy=100.000%")
+
+
+def test_quick_run_cut_short_is_invalid_by_design_and_says_so_first(tmp_path):
+    """A MultiStream query estimated at 50 ms: 662 queries do not fit the quick
+    budget, so the run is cut (~200 queries) and its first reason says why."""
+    slow_queries = settings.Estimate(latency_s=0.006, query_latency_s=0.05, samples_per_s=160.0)
+    result = run(tmp_path, NullBackend(options()), "MultiStream", estimate=slow_queries, quick=True,
+                 min_duration_ms=None, min_query_count=None)
+    assert result.ok and result.validity == "INVALID"
+    cut = int(settings.QUICK_MAX_S / (0.05 + settings.QUICK_LOADGEN_S_PER_QUERY))
+    assert result.detail["result_query_count"] == cut
+    assert result.reasons[0].startswith(f"quick: INVALID by design: {cut} queries (~10 s), LoadGen's early "
+                                        f"stopping needs 662 for a 99th percentile")
+    assert not any(r.startswith("early stopping") for r in result.reasons)  # LoadGen's generic advice replaced
+
+
+def test_quick_run_on_a_fast_device_is_valid_with_no_note(tmp_path):
+    fast = settings.Estimate(latency_s=1e-4, query_latency_s=8e-4, samples_per_s=10_000.0)
+    result = run(tmp_path, NullBackend(options()), "MultiStream", estimate=fast, quick=True,
+                 min_duration_ms=None, min_query_count=None)
+    assert result.ok and result.validity == "VALID" and result.reasons == []
+    assert result.detail["result_query_count"] >= 662
+
+
+def test_time_stops_the_run_at_max_duration_and_says_so(tmp_path):
+    """--time 0.3 as the reference's: min and max duration; 100000 queries cannot be issued in 0.3 s."""
+    backend = SlowBackend(options())
+    backend.SECONDS = 0.001
+    result = run(tmp_path, backend, "SingleStream", min_duration_ms=300, max_duration_ms=300,
+                 min_query_count=100_000)
+    assert result.ok and result.validity == "INVALID"
+    assert result.detail["result_query_count"] < 100_000
+    assert any(r.startswith("LoadGen stopped issuing at max_duration (0.3 s)") for r in result.reasons), result.reasons
 
 
 # --- runs that fail -----------------------------------------------------------------
