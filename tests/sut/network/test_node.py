@@ -134,7 +134,8 @@ def test_serve_never_imports_loadgen(tmp_path):
 
 
 def python38():
-    path = os.environ.get("MLPERF_EDGE_PY38") or shutil.which("python3.8")
+    path = os.environ.get("MLPERF_EDGE_PY38") or (sys.executable if sys.version_info[:2] == (3, 8) else None) \
+        or shutil.which("python3.8")
     if not path:
         pytest.skip("no Python 3.8 with NumPy, Pillow, tomli and grpcio (set MLPERF_EDGE_PY38)")
     probe = subprocess.run([path, "-c", "import sys, numpy, PIL, grpc; assert sys.version_info[:2] == (3, 8)"],
