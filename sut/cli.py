@@ -17,8 +17,8 @@ import backends
 import datasets
 import profiles
 from sut import console, signals
-from sut.errors import (INTERNAL_ERROR, BackendUnavailable, ConfigError, HarnessError, Interrupted, ResultsError,
-                        one_line)
+from sut.errors import (INTERNAL_ERROR, BackendUnavailable, ConfigError, DatasetError, HarnessError, Interrupted,
+                        ResultsError, one_line)
 from sut.network import cli as network_cli
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ writes a new directory under --output (never overwriting an earlier one):
 Exit codes: 0 ok; 1 internal error (a bug: traceback in error.log; also
 problems found by --check-submission/--submission); 2 bad option; 3 model;
 4 dataset; 5 runtime/device unavailable; 6 backend failed during the run;
-7 results or cache cannot be written whole (disk full, read-only, a log cut
+7 results cannot be written whole (disk full, read-only, a LoadGen log cut
 short); 130 Ctrl-C, 143 SIGTERM (the run stops cleanly: <run>.interrupted).
 A run's directory is <run>.partial while it runs, then <run> (complete),
 <run>.failed or <run>.interrupted; a .partial whose process died is renamed
@@ -323,7 +323,8 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 def places(args: argparse.Namespace, cfg=None) -> dict[str, str]:
-    """Where the harness writes, by option: an OS error there is the user's to fix (exit 7)."""
+    """Where the harness writes, by option: an OS error there is the user's to fix
+    (--output: exit 7, results; --cache-dir: exit 4, the dataset cannot be prepared)."""
     output = getattr(cfg, "output", None) or args.output or "results"
     cache_dir = getattr(cfg, "cache_dir", None) or args.cache_dir
     found = {"--output": output}
@@ -348,11 +349,12 @@ def classify(exc: BaseException, where: dict[str, str] | None = None) -> tuple[i
         return exc.exit_code, text
     if isinstance(exc, OSError) and exc.filename:
         option = next((opt for opt, path in (where or {}).items() if _inside(exc.filename, path)), None)
+        reason = f"cannot write {exc.filename}: {one_line(exc.strerror or exc)}"
+        if option == "--cache-dir":  # as datasets/cache.py says it: a dataset that cannot be prepared
+            return DatasetError.exit_code, (f"{reason}; pass --cache-dir DIR on a writable disk with room "
+                                            "(or --cache-dir none to keep the samples in memory)")
         if option or exc.errno in STORAGE_ERRNOS:
-            fix = f"; fix it or choose another {option}" if option else "; free space or choose another --output"
-            if option == "--cache-dir":
-                fix += " (--cache-dir none keeps samples in memory)"
-            return ResultsError.exit_code, f"cannot write {exc.filename}: {one_line(exc.strerror or exc)}{fix}"
+            return ResultsError.exit_code, f"{reason}; free space there or choose another --output"
     if isinstance(exc, MemoryError):
         return INTERNAL_ERROR, "out of memory (MemoryError); use fewer samples (--count) or a smaller run"
     return INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {one_line(exc)}" if str(exc) else \

@@ -309,7 +309,11 @@ def _failed(cfg: Config, run_dir: RunDirectory, record: dict, tests: list, exc: 
             write()
         except HarnessError as problem:  # the disk that failed the run may refuse these too
             log.debug("could not write %s: %s", name, problem)
+    partial = str(run_dir.path)
     exc.run_directory = run_dir.finish(state=state)
+    if isinstance(exc, HarnessError) and len(exc.args) == 1 and partial in str(exc.args[0]):
+        # name files where they are now, not under the .partial name that is gone
+        exc.args = (str(exc.args[0]).replace(partial, str(exc.run_directory)),)
     return exc
 
 

@@ -49,12 +49,12 @@ def raised(exc):
     (KeyboardInterrupt(), 130, "interrupted by SIGINT"),
     (ResultsError("two\nlines"), 7, "two lines"),
     (OSError(errno.ENOTDIR, "Not a directory", "/out/run/x"), 7,
-     "cannot write /out/run/x: Not a directory; fix it or choose another --output"),
-    (OSError(errno.EROFS, "Read-only file system", "/cache/k/data.npy"), 7,
-     "cannot write /cache/k/data.npy: Read-only file system; fix it or choose another --cache-dir "
-     "(--cache-dir none keeps samples in memory)"),
+     "cannot write /out/run/x: Not a directory; free space there or choose another --output"),
+    (OSError(errno.EROFS, "Read-only file system", "/cache/k/data.npy"), 4,
+     "cannot write /cache/k/data.npy: Read-only file system; pass --cache-dir DIR on a writable disk with room "
+     "(or --cache-dir none to keep the samples in memory)"),
     (OSError(errno.ENOSPC, "No space left on device", "/elsewhere/f"), 7,
-     "cannot write /elsewhere/f: No space left on device; free space or choose another --output"),
+     "cannot write /elsewhere/f: No space left on device; free space there or choose another --output"),
     (OSError(errno.ENOENT, "No such file or directory", "/elsewhere/f"), 1,
      "internal error: FileNotFoundError: [Errno 2] No such file or directory: '/elsewhere/f'"),
     (ValueError("bad\nvalue"), 1, "internal error: ValueError: bad value"),
