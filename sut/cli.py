@@ -20,6 +20,7 @@ from sut import console, signals
 from sut.errors import (INTERNAL_ERROR, BackendUnavailable, ConfigError, DatasetError, HarnessError, Interrupted,
                         ResultsError, one_line)
 from sut.network import cli as network_cli
+from sut.results import inside
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ def classify(exc: BaseException, where: dict[str, str] | None = None) -> tuple[i
             text += f"; results so far in {directory}"
         return exc.exit_code, text
     if isinstance(exc, OSError) and exc.filename:
-        option = next((opt for opt, path in (where or {}).items() if _inside(exc.filename, path)), None)
+        option = next((opt for opt, path in (where or {}).items() if inside(exc.filename, path)), None)
         reason = f"cannot write {exc.filename}: {one_line(exc.strerror or exc)}"
         if option == "--cache-dir":  # as datasets/cache.py says it: a dataset that cannot be prepared
             return DatasetError.exit_code, (f"{reason}; pass --cache-dir DIR on a writable disk with room "
@@ -393,16 +394,6 @@ def _temporary_log(trace: str) -> str | None:
         return path
     except OSError:
         return None
-
-
-def _inside(path, root) -> bool:
-    if not path or not root:
-        return False
-    try:
-        Path(os.path.abspath(os.fsdecode(path))).relative_to(os.path.abspath(root))
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def exit_code(code: int) -> int:

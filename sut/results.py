@@ -221,6 +221,17 @@ def _sync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def inside(path, root) -> bool:
+    """Whether ``path`` (str, bytes or Path; may not exist) lies under ``root``."""
+    if not path or not root:
+        return False
+    try:
+        Path(os.path.abspath(os.fsdecode(path))).relative_to(os.path.abspath(root))
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def _reason(exc: OSError) -> str:
     return one_line(exc.strerror or exc) if isinstance(exc, OSError) else one_line(exc)
 

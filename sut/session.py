@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import platform
 import signal
 import sys
@@ -293,7 +292,7 @@ def _failed(cfg: Config, run_dir: RunDirectory, record: dict, tests: list, exc: 
         problem = check_loadgen_logs(*current) if wrote else None
         if problem:
             exc = _chained(ResultsError(problem), exc)
-        elif isinstance(exc, OSError) and _inside(getattr(exc, "filename", None), run_dir.root):
+        elif isinstance(exc, OSError) and results.inside(getattr(exc, "filename", None), run_dir.root):
             exc = _chained(ResultsError(f"cannot write {exc.filename}: {one_line(exc.strerror or exc)}; "
                                         "free space there or choose another --output"), exc)
     state = "interrupted" if isinstance(exc, Interrupted) else "failed"
@@ -321,16 +320,6 @@ def _chained(new: BaseException, cause: BaseException) -> BaseException:
     new.__cause__ = cause
     new.__traceback__ = cause.__traceback__
     return new
-
-
-def _inside(path, root: Path) -> bool:
-    if not path:
-        return False
-    try:
-        Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def _write_error_log(run_dir: RunDirectory, exc: BaseException) -> Path | None:
