@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import platform
+import signal
 import statistics
 import sys
 import threading
@@ -25,10 +27,10 @@ import numpy as np
 
 from profiles import Config
 from sut import accuracy as accuracy_mod
-from sut import logs, runner, session
+from sut import logs, runner, session, signals
 from sut import settings as settings_mod
 from sut.completion import Completer, Watchdog
-from sut.errors import BackendFailure, ConfigError, HarnessError
+from sut.errors import BackendFailure, ConfigError, HarnessError, Interrupted
 from sut.network import dispatch, fingerprint
 from sut.results import RunDirectory
 from sut.scenarios import consecutive_runs
@@ -168,16 +170,29 @@ def run_test(cfg: Config, mode: str, nodes: list, dataset, estimate, outdir: Pat
                               args=(lg_qdl, lg_qsl, test_settings, log_settings, audit), name="loadgen", daemon=True)
     # the nodes' calls time out after --sample-timeout and are re-sent; this
     # watchdog catches what that cannot (every node stuck, a lost item)
-    with Watchdog(completer, 2 * cfg.sample_timeout_s + 1):
+    interrupted = None
+    # Ctrl-C/SIGTERM while LoadGen runs is a request (sut.signals): every sample
+    # is completed empty so that LoadGen ends, then the run stops
+    with signals.deferred(), Watchdog(completer, 2 * cfg.sample_timeout_s + 1):
         thread.start()
         failed_at = None
         while thread.is_alive():
-            thread.join(0.05)
+            try:
+                thread.join(0.05)
+            except KeyboardInterrupt:  # no handler of sut.signals installed
+                interrupted = signal.SIGINT
+            if interrupted is None and signals.requested() is not None:
+                interrupted = signals.requested()
+            if interrupted is not None and not completer.failed.is_set():
+                completer.fail(Interrupted(interrupted))
             if completer.failed.is_set():
                 failed_at = failed_at or time.monotonic()
                 if time.monotonic() - failed_at > runner.FAILURE_GRACE_S:
                     result.hung = True
                     break
+    if interrupted is not None and result.hung:  # LoadGen still runs on its thread: no normal exit
+        print("error: interrupted by signal %d; LoadGen did not finish" % interrupted, file=sys.stderr, flush=True)
+        os._exit(128 + interrupted)
     result.detail = {"dispatch": {"redispatched_samples": dispatcher.redispatched, "events": dispatcher.events,
                                   "nodes": [n.record() for n in nodes]}}
     if completer.error is not None:
@@ -188,6 +203,8 @@ def run_test(cfg: Config, mode: str, nodes: list, dataset, estimate, outdir: Pat
     dispatcher.close()
     lg.DestroyQSL(lg_qsl)
     lg.DestroyQDL(lg_qdl)
+    if interrupted is not None:
+        raise Interrupted(interrupted)
     result.detail.update(logs.read_detail(outdir / "mlperf_log_detail.txt"))
     if result.error:
         return result
@@ -247,7 +264,7 @@ def _run(cfg, modes, nodes, dataset, model, estimate, fingerprints, on_failure, 
         record["error"] = str(exc)
         run_dir.write_json("config.json", record)
         run_dir.write_text("summary.txt", "FAILED: %s\n" % exc)
-        run_dir.finish(ok=False)
+        run_dir.finish(ok=False, state="interrupted" if isinstance(exc, Interrupted) else None)
         raise
     record["nodes"] = [n.record() for n in nodes]
     record["results"] = [_test_record(t) for t in tests]

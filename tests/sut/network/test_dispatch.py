@@ -140,3 +140,21 @@ def test_node_answering_garbage_is_dropped(demo_nodes, net_cache, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "accuracy  : accuracy=100.000%, good=60, total=60" in done.stdout
     assert "FAILED (invalid answer: answer is not a version-1 MLER message)" in done.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_the_loadgen_node_ends_the_run_cleanly(slow_nodes, net_cache, tmp_path, sig):
+    before = slow_nodes[0].calls.stat().st_size
+    run = loadgen_node("--nodes", ",".join(n.address for n in slow_nodes), *SLOW, "--scenario", "SingleStream",
+                       "--accuracy", tmp_path=tmp_path, cache=net_cache, wait=False)
+    try:
+        wait_for_calls(slow_nodes[0].calls, before + 24)
+        run.send_signal(sig)
+        out, err = run.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 128 + sig, err
+    assert err.strip().splitlines()[-1] == "error: interrupted by %s" % signal.Signals(sig).name
+    assert [p.name.endswith(".interrupted") for p in (tmp_path / "results").iterdir()] == [True]
+    assert all(node.alive() for node in slow_nodes)
