@@ -7,7 +7,6 @@ import errno
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 import traceback
@@ -341,7 +340,7 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 def classify(exc: BaseException, where: dict[str, str] | None = None) -> tuple[int, str]:
     """(exit code, message) for an exception that ended the harness."""
     if isinstance(exc, KeyboardInterrupt):
-        exc = Interrupted(signal.SIGINT)
+        exc = signals.as_interrupted(exc)
     if isinstance(exc, HarnessError):
         text = one_line(exc)
         directory = getattr(exc, "run_directory", None)

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import logging
 import platform
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -285,7 +284,7 @@ def _failed(cfg: Config, run_dir: RunDirectory, record: dict, tests: list, exc: 
     Interrupted; an OS error on the results becomes ResultsError; an error
     caused by LoadGen's log being cut short becomes that ResultsError)."""
     if isinstance(exc, KeyboardInterrupt):
-        exc = Interrupted(signal.SIGINT)
+        exc = signals.as_interrupted(exc)
     elif not isinstance(exc, HarnessError) and isinstance(exc, Exception):
         # LoadGen wrote logs that a full disk cut short (scoring them then fails): that is the error
         wrote = current and (current[0] / "mlperf_log_detail.txt").exists()

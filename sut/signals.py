@@ -3,9 +3,10 @@
 After :func:`install`, the first SIGINT or SIGTERM:
 
 * outside a :func:`deferred` block (loading, preprocessing, writing results)
-  raises :class:`~sut.errors.Interrupted` in the main thread at once, as
-  KeyboardInterrupt would, and the code on the way out renames the result
-  directory ``.interrupted``;
+  raises :class:`Stop` in the main thread at once: a KeyboardInterrupt (so no
+  ``except Exception`` on the way swallows it) that knows its signal; the
+  code on the way out renames the result directory ``.interrupted`` and
+  turns it into :class:`~sut.errors.Interrupted` (:func:`as_interrupted`);
 * inside one (while LoadGen runs a test on its own thread, or a warm-up thread
   runs the backend: neither may outlive the process) is only recorded:
   :func:`requested` returns its number and :func:`event` is set, the code
@@ -35,6 +36,22 @@ _requested: int | None = None
 _event = threading.Event()
 _deferred = 0
 _hard_exit: list[Callable[[], str | None]] = []
+
+
+class Stop(KeyboardInterrupt):
+    """What the first signal raises outside :func:`deferred` (see the module docstring)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def as_interrupted(exc: BaseException) -> Interrupted:
+    """``exc`` as an Interrupted error: a :class:`Stop` or a plain
+    KeyboardInterrupt (handlers not installed: SIGINT) becomes one."""
+    if isinstance(exc, Interrupted):
+        return exc
+    return Interrupted(getattr(exc, "signum", None) or _requested or signal.SIGINT)
 
 
 def requested() -> int | None:
@@ -92,7 +109,7 @@ def _handle(signum, frame) -> None:
     _requested = signum
     _event.set()
     if not _deferred:
-        raise Interrupted(signum)
+        raise Stop(signum)
 
 
 #: threads that run inside the backend for LoadGen or the warm-up (sut/runner.py)

@@ -30,10 +30,16 @@ def deliver(signum: int) -> None:
 
 
 def test_outside_a_test_the_first_signal_raises_at_once(installed):
-    with pytest.raises(Interrupted) as err:
-        deliver(signal.SIGTERM)
-    assert err.value.exit_code == 143 and str(err.value) == "interrupted by SIGTERM"
+    with pytest.raises(KeyboardInterrupt) as err:  # not an Exception: no 'except Exception' swallows it
+        try:
+            deliver(signal.SIGTERM)
+        except Exception:
+            pytest.fail("an 'except Exception' caught the stop")
+    assert isinstance(err.value, signals.Stop) and err.value.signum == signal.SIGTERM
+    interrupted = signals.as_interrupted(err.value)
+    assert interrupted.exit_code == 143 and str(interrupted) == "interrupted by SIGTERM"
     assert signals.requested() == signal.SIGTERM and signals.event().is_set()
+    assert signals.as_interrupted(KeyboardInterrupt()).exit_code == 143  # the recorded signal
 
 
 def test_inside_deferred_the_first_signal_is_a_request(installed):
