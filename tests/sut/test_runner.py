@@ -247,14 +247,14 @@ def test_hanging_backend_is_caught_by_the_watchdog(tmp_path, stuck, scenario, in
 
 
 def test_slow_device_with_a_big_offline_queue_item_is_not_called_hung(tmp_path, monkeypatch):
-    """0.2 s a sample, --sample-timeout 1, one Offline queue item of 12 samples
-    (2.4 s): each backend call is timed on its own, so the run is VALID. The
+    """0.2 s a sample, --sample-timeout 1, one Offline queue item of 8 samples
+    (1.6 s): each backend call is timed on its own, so the run is VALID. The
     warm-up (about 1.2 s of calls) is timed per call too."""
     monkeypatch.setattr(scenarios.OfflineSUT, "_item_size", lambda self, n: n)  # one item of every sample
     backend = SlowBackend(options(max_batch=1))
     estimate = warm_up(backend, timeout_s=1.0)
     assert estimate.latency_s >= SlowBackend.SECONDS
-    result = run(tmp_path, backend, "Offline", estimate=estimate, sample_timeout_s=1.0, min_query_count=12)
+    result = run(tmp_path, backend, "Offline", estimate=estimate, sample_timeout_s=1.0, min_query_count=8)
     assert result.ok, result.error
     assert result.validity == "VALID", result.reasons
 
@@ -263,7 +263,7 @@ def test_slow_device_in_batches_is_timed_per_batch(tmp_path, monkeypatch):
     """Batches of 4 at 0.2 s a sample (0.8 s a call) under --sample-timeout 1: VALID;
     a batch of 8 (1.6 s) is one call longer than the timeout: failed, naming it."""
     monkeypatch.setattr(scenarios.OfflineSUT, "_item_size", lambda self, n: n)
-    result = run(tmp_path, SlowBackend(options(max_batch=4)), "Offline", sample_timeout_s=1.0, min_query_count=12)
+    result = run(tmp_path, SlowBackend(options(max_batch=4)), "Offline", sample_timeout_s=1.0, min_query_count=8)
     assert result.ok and result.validity == "VALID", (result.error, result.reasons)
     (tmp_path / "big").mkdir()
     result = run(tmp_path / "big", SlowBackend(options(max_batch=8)), "Offline", sample_timeout_s=1.0,
