@@ -136,6 +136,11 @@ def parser() -> argparse.ArgumentParser:
     net.add_argument("--on-node-failure", choices=("redispatch", "fail"), default="redispatch",
                      help="when a node dies, hangs past --sample-timeout or answers garbage: re-send its "
                           "samples to the other nodes (default) or fail the run naming it")
+    tuning = p.add_argument_group("tuning (sut/tune.py)")
+    tuning.add_argument("--tune", action="store_true",
+                        help="Offline: try threads per instance x instances x batch size in short LoadGen runs, "
+                             "repeat the best against the default, print the winner and write it as a profile "
+                             "fragment and a user.conf line")
     looks = p.add_argument_group("looking at results")
     looks.add_argument("--compare", nargs="+", metavar="DIR",
                        help="compare result directories (runs, precision sweeps, or a folder of them): print "
@@ -300,6 +305,9 @@ def _main(argv: list[str] | None = None) -> int:
         if args.find_peak_performance:  # sut/peak.py: short LoadGen runs, each step printed
             from sut import peak
             return peak.main(cfg)
+        if args.tune:  # sut/tune.py: short LoadGen runs per configuration, each printed
+            from sut import tune
+            return tune.main(cfg)
         if division:
             return submit(cfg, args, division)
         if cfg.precision and "," in cfg.precision:
