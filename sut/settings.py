@@ -61,8 +61,8 @@ QUICK_HARD_STOP_S = 2 * QUICK_MAX_S
 #: --quick: the fewest queries of a test cut short by QUICK_MAX_S, and the most
 #: queries (Offline: samples) of any quick test (LoadGen generates them all up front)
 QUICK_MIN_QUERIES = 16
-QUICK_MAX_QUERIES = 20_000
-QUICK_MAX_OFFLINE_SAMPLES = 100_000
+QUICK_MAX_QUERIES = 5_000
+QUICK_MAX_OFFLINE_SAMPLES = 50_000
 #: --quick: LoadGen's own time per SingleStream/MultiStream query, which the
 #: warm-up does not see (7.5 us on a quiet 2-core machine, ../shared/docs/loadgen.md;
 #: 20-40 us under load): counted so that a near-free backend's run stays near QUICK_TARGET_S
