@@ -86,9 +86,11 @@ OFFLINE_SLACK = 1.1
 class Estimate:
     """Speed measured during warm-up, used to set LoadGen's expectations."""
 
-    latency_s: float          # one sample (SingleStream query)
-    query_latency_s: float    # one MultiStream query
-    samples_per_s: float      # best throughput with all instances
+    latency_s: float          # one sample (SingleStream query): the median call
+    query_latency_s: float    # one MultiStream query (from the median call)
+    samples_per_s: float      # best throughput with all instances (the fastest call)
+    #: throughput from the median call: what a busy machine sustains (0: not measured)
+    typical_samples_per_s: float = 0.0
 
 
 def build(cfg: Config, mode: str, estimate: Estimate | None, notes: list[str] | None = None) -> lg.TestSettings:
@@ -194,14 +196,17 @@ def _apply_quick(settings, cfg: Config, estimate: Estimate | None) -> str | None
             setattr(settings, key, value)
         return None
     settings.min_duration_ms = 0  # a count of queries, not a duration: the length is known up front
+    # the median warm-up call, not the fastest: a quick run must not ask more of a
+    # busy machine than it sustains (its length and a Server load depend on it)
+    rate = estimate.typical_samples_per_s or estimate.samples_per_s
     if scenario == "Offline":
-        samples = math.ceil(QUICK_TARGET_S * estimate.samples_per_s)
+        samples = math.ceil(QUICK_TARGET_S * rate)
         settings.min_query_count = max(1, min(samples, QUICK_MAX_OFFLINE_SAMPLES))
         return None
     settings.max_duration_ms = int(QUICK_HARD_STOP_S * 1000)
     needed = quick_needs(scenario, settings)
     if scenario == "Server":
-        capacity = min(estimate.samples_per_s, SERVER_QPS_CAP / QUICK_SERVER_LOAD_PREFERRED)
+        capacity = min(rate, SERVER_QPS_CAP / QUICK_SERVER_LOAD_PREFERRED)
         qps = cfg.target_qps or _quick_server_qps(capacity, needed)
         settings.server_target_qps = qps
         seconds_per_query = 1.0 / qps

@@ -236,6 +236,14 @@ def test_quick_server_asks_for_more_of_the_device_when_that_makes_it_valid():
     assert len(notes) == 1 and "needs 459 for a 99th percentile" in notes[0]
 
 
+def test_quick_sizes_from_what_the_machine_sustains_not_its_fastest_call():
+    """The fastest warm-up call said 100 samples/s, the median 40: a quick Server
+    run asks for half of 40, an Offline run holds 1 s of 40."""
+    busy = Estimate(latency_s=0.025, query_latency_s=0.2, samples_per_s=100.0, typical_samples_per_s=40.0)
+    assert quick("Server", busy)[0].server_target_qps == pytest.approx(20.0)
+    assert quick("Offline", busy)[0].min_query_count == 40
+
+
 def test_quick_single_stream_is_valid_even_at_a_slow_30_ms():
     built, notes, plan = quick("SingleStream", MOBILENET)
     assert notes == [] and built.min_query_count == 64 and plan.seconds == pytest.approx(1.92)
