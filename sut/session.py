@@ -164,8 +164,9 @@ def prepared(cfg: Config, dataset, model, record: dict, loaded=None):
                               dataset.cache_key(info.input), cache_root(cfg),
                               cfg.preprocess_workers, cfg.progress)
         with signals.deferred():  # the warm-up thread must not outlive the backend
-            estimate = runner.warm_up(backend, info, dataset, store, cfg.samples_per_query or 8,
-                                      cfg.sample_timeout_s)
+            from sut import warm_start  # the saved estimate when model, options and machine match
+
+            estimate = warm_start.warm_up(cfg, model, backend, info, dataset, store)
         signals.check()
         record["warm_up"] = dataclasses.asdict(estimate)
         with signals.deferred():
