@@ -146,9 +146,10 @@ WORK_SYMBOLS = re.compile(r"mlperf::(?:loadgen::)?(?:StartTest|QuerySamplesCompl
 CLOCK_SYMBOLS = re.compile(r"mlperf::logging::Logger\*> > >::_M_run\(\)")
 
 
-def count(args: list[str]) -> int:
+def count(args: list[str], work_threads: bool = True) -> int:
     """Instructions (callgrind's Ir) of ``python -m benchmarks.instructions --child <args>``,
-    summed over the threads that do per-query work (:data:`WORK_SYMBOLS`)."""
+    summed over the threads that do per-query work (:data:`WORK_SYMBOLS`), or over all of them
+    (``work_threads=False``: the step loops run on the main thread and call no LoadGen)."""
     with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         # one BLAS thread: OpenBLAS's idle threads spin for a time, not per query
@@ -163,15 +164,15 @@ def count(args: list[str]) -> int:
         total = 0
         for thread in sorted(Path(tmp).glob("callgrind.out-*")):
             text = thread.read_text(errors="replace")
-            if WORK_SYMBOLS.search(text) and not CLOCK_SYMBOLS.search(text):
+            if not work_threads or (WORK_SYMBOLS.search(text) and not CLOCK_SYMBOLS.search(text)):
                 total += int(re.search(r"^summary:\s+(\d+)", text, re.M).group(1))
         if not total:
             raise SystemExit(f"child {' '.join(args)}: no thread issued or completed a query")
         return total
 
 
-def slope(args_for, n1: int, n2: int) -> float:
-    return (count(args_for(n2)) - count(args_for(n1))) / (n2 - n1)
+def slope(args_for, n1: int, n2: int, work_threads: bool = True) -> float:
+    return (count(args_for(n2), work_threads) - count(args_for(n1), work_threads)) / (n2 - n1)
 
 
 def end_to_end(cases: list[str]) -> list[list]:
@@ -191,7 +192,7 @@ def end_to_end(cases: list[str]) -> list[list]:
 
 
 def steps() -> list[list]:
-    return [[name, slope(lambda n: ["step", name, str(n)], 1000, 11000)] for name in _steps()]
+    return [[name, slope(lambda n: ["step", name, str(n)], 1000, 11000, work_threads=False)] for name in _steps()]
 
 
 def main(argv=None) -> int:
