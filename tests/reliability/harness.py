@@ -3,6 +3,7 @@ signal, collect; and what every failure must look like."""
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import dataclasses
 import os
@@ -38,6 +39,7 @@ def demo_seed() -> Path:
             import datasets
 
             root = Path(tempfile.mkdtemp(prefix="mlperf-edge-demo-seed-"))
+            atexit.register(shutil.rmtree, root, True)
             demo = datasets.create("synthetic", None)
             demo.cache_root = root
             demo.scan()
