@@ -264,9 +264,8 @@ def verify(result: runner.TestResult) -> None:
     """Raise unless a finished test can be trusted: Interrupted when a signal
     ended it; ResultsError when LoadGen's logs are missing, cut short or hold
     no verdict (a failed test is reported by its error instead)."""
-    signum = getattr(result, "interrupted", None)
-    if signum:
-        raise Interrupted(signum)
+    if result.interrupted:
+        raise Interrupted(result.interrupted)
     if result.error or result.hung:
         return
     problem = check_loadgen_logs(result.directory, result.mode)
