@@ -30,11 +30,19 @@ EXTRAS = {
     "tensorrt-cu13": ["tensorrt-cu13>=10.13,<12", "cuda-python>=13,<14", "onnx>=1.15", "onnxruntime>=1.17",
                       "onnxconverter-common>=1.16"],
     "demo": ["onnxruntime>=1.17", "onnx>=1.15"],
+    # PyTorch backend (backends/pytorch.py): torch.export (.pt2) and torch.compile need 2.1. Pin the
+    # CPU build explicitly where a plain 'torch' would fetch the multi-GB CUDA one (CI: torch==2.13.0)
+    "pytorch": ["torch>=2.1"],
+    # report.html's plots (sut/plots.py, Agg backend); without it the report has its tables only
+    "report": ["matplotlib>=3.5"],
+    # LoadGen over the network (sut/network): gRPC with raw bytes, no generated code; 1.70 is the
+    # last grpcio for Python 3.8 (a SUT node needs only NumPy, its runtime and this)
+    "network": ["grpcio>=1.70"],
     # optional: ImageNet decoding/resizing through OpenCV (same bytes as Pillow + the NumPy code, faster)
     "opencv": ["opencv-python-headless>=4.8"],
     # onnxconverter-common: the TensorRT 11 fp16 tests; tf2onnx: the KWS float ONNX for the int8 test
     "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15", "onnxconverter-common>=1.16",
-             "tf2onnx>=1.17; python_version >= '3.9'"],
+             "tf2onnx>=1.17; python_version >= '3.9'", "matplotlib>=3.5", "grpcio>=1.70"],
 }
 EXTRAS["tensorrt"] = EXTRAS["tensorrt-cu12"]  # the common case; '.[tensorrt-cu13]' for CUDA 13 drivers
 EXTRAS["cpu"] = sorted({*EXTRAS["litert"], *EXTRAS["onnxruntime"], *EXTRAS["openvino"], *EXTRAS["demo"],

@@ -22,7 +22,8 @@ JOB=py38
 
 REQUIREMENTS=(".[litert,onnxruntime,demo,test]" "numpy==1.21.6" "pillow==9.0.0" "mlcommons-loadgen==6.0.16"
               "tomli==2.0.1" "tflite-runtime==2.13.0" "onnxruntime==1.19.2" "onnx==1.17.0"
-              "opencv-python-headless==4.8.1.78" "onnxconverter-common==1.16.0" "pytest==8.3.5")
+              "opencv-python-headless==4.8.1.78" "onnxconverter-common==1.16.0" "pytest==8.3.5"
+              "grpcio==1.70.0" "matplotlib==3.7.5")
 MODEL=../shared/models/mobilenet/mobilenet_v1_1.0_224_quant.tflite
 DATA=../shared/data/imagenet-mini
 FIGURE="accuracy=78.077%, good=203, total=260"  # tflite-runtime 2.13.0, measured by the independent script
