@@ -18,9 +18,10 @@ batch sizes, instances), the samples per MultiStream query, the machine
 A saved estimate is not reused when:
 
 * it is older than :data:`MAX_AGE_S`, or unreadable, or of other fields;
-* the checking calls ran over :data:`SLOWER` times its single-sample latency
-  (the machine got busier or the device slower): a full warm-up measures
-  again and replaces it;
+* the checking calls' throughput (from their fastest call, which a busy
+  moment slows least) is under 1/:data:`SLOWER` of the saved one (the device
+  got slower, or the machine much busier): a full warm-up measures again and
+  replaces it;
 * the backend is the null backend or a plugin (their speed may depend on
   things no key sees), there is no model file, or ``--cache-dir none``.
 
@@ -34,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 VERSION = 1
 #: a saved estimate older than this is measured again (a week)
 MAX_AGE_S = 7 * 24 * 3600.0
-#: the checking calls' median latency above this many times the saved one: measure again
+#: the checking calls' throughput under the saved one divided by this: measure again
 SLOWER = 2.0
 #: the subdirectory of the cache root
 DIRECTORY = "warm-up"
@@ -64,11 +66,13 @@ def warm_up(cfg, model, backend, info, dataset, store) -> settings_mod.Estimate:
     saved = load(path) if path else None
     if saved is not None:
         check = runner.warm_up(backend, info, dataset, store, per_query, cfg.sample_timeout_s, min_time_s=0.0)
-        if check.latency_s <= SLOWER * saved.latency_s:
-            log.info("warm-up: reused %s from %s (checking calls: %.4f s per sample)", saved, path, check.latency_s)
+        # their throughput comes from the fastest call (noise only adds time): a busy
+        # moment does not throw the saved estimate away, a slower device does
+        if check.samples_per_s * SLOWER >= saved.samples_per_s:
+            log.info("warm-up: reused %s from %s (checking calls: %.1f samples/s)", saved, path, check.samples_per_s)
             return saved
-        log.info("warm-up: checking calls took %.4f s per sample, over %gx the saved %.4f s: measuring again",
-                 check.latency_s, SLOWER, saved.latency_s)
+        log.info("warm-up: checking calls ran %.1f samples/s, under 1/%g of the saved %.1f: measuring again",
+                 check.samples_per_s, SLOWER, saved.samples_per_s)
     estimate = runner.warm_up(backend, info, dataset, store, per_query, cfg.sample_timeout_s)
     if path:
         save(path, estimate)
@@ -152,9 +156,12 @@ def load(path: Path) -> settings_mod.Estimate | None:
             return None
         fields = {f.name for f in dataclasses.fields(settings_mod.Estimate)}
         values = data["estimate"]
-        if set(values) != fields or not all(float(v) > 0 for v in values.values()):
+        numbers = {k: float(v) for k, v in values.items()}
+        if set(numbers) != fields or not all(math.isfinite(v) and v >= 0 for v in numbers.values()):
             return None
-        return settings_mod.Estimate(**{k: float(v) for k, v in values.items()})
+        if numbers.get("latency_s", 0) <= 0 or numbers.get("samples_per_s", 0) <= 0:
+            return None
+        return settings_mod.Estimate(**numbers)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
