@@ -10,7 +10,10 @@ Each repeat measures, in alternating order (reversed every other repeat):
 * ``plain loop``: the runtime called directly in a plain loop, one Python
   thread per instance, each its own session with the winner's threads
   (``benchmarks.backend_efficiency``'s ``direct_*`` and ``loop_rate``), on
-  the same preprocessed samples, one sample per call.
+  the same preprocessed samples, one sample per call;
+* ``plain 1 session`` (when the winner has several instances): one thread
+  calling one session with all of the winner's threads. ``best plain`` is
+  the faster of the two plain loops in each repeat.
 
 Prints each repeat, then medians with their spread ((max - min) / median)
 and the ratios (medians of the per-repeat ratios).
@@ -69,6 +72,9 @@ def main(argv=None) -> int:
         rows = parts.store.rows(range(min(len(parts.store), 64)))
         runtime = parts.backend.version()
     calls = DIRECT[cfg.backend](model, winner.threads, winner.instances)
+    # the same threads in one session: the other plain loop a user would write
+    total = winner.threads * winner.instances
+    one = DIRECT[cfg.backend](model, total, 1) if winner.instances > 1 and total > 0 else None
 
     def plain() -> float:  # one sample per call (backend_efficiency's loop)
         return loop_rate(calls, rows, a.seconds)
@@ -81,6 +87,8 @@ def main(argv=None) -> int:
         return trial.samples_per_s
 
     sides = {"winner": lambda: ours(winner), "default": lambda: ours(default), "plain loop": plain}
+    if one is not None:
+        sides["plain 1 session"] = lambda: loop_rate(one, rows, a.seconds)
     results = {name: [] for name in sides}
     loads = []
     for k in range(a.repeats):
@@ -93,11 +101,16 @@ def main(argv=None) -> int:
           f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
     print(f"  winner  = {winner.label()}\n  default = {default.label()}\n"
           f"  plain loop = {winner.instances} thread(s) x its own session of {winner.threads} thread(s), "
-          "one sample per call")
+          "one sample per call" + (f"\n  plain 1 session = one thread calling one session of {total} threads"
+                                   if one is not None else ""))
+    if one is not None:  # the runtime's best plain loop with these threads, repeat by repeat
+        results["best plain"] = [max(x, y) for x, y in zip(results["plain loop"], results["plain 1 session"])]
     for name, values in results.items():
-        print(f"  {name:<10} median {statistics.median(values):8.1f}  spread {spread(values) * 100:5.1f}%  "
+        print(f"  {name:<15} median {statistics.median(values):8.1f}  spread {spread(values) * 100:5.1f}%  "
               f"runs {' '.join(f'{v:.1f}' for v in values)}")
-    for a_name, b_name in (("winner", "default"), ("winner", "plain loop")):
+    for a_name, b_name in (("winner", "default"), ("winner", "plain loop"), ("winner", "best plain")):
+        if b_name not in results:
+            continue
         ratios = [x / y for x, y in zip(results[a_name], results[b_name])]
         print(f"  {a_name} / {b_name}: median {statistics.median(ratios):.2f}x "
               f"(per repeat {min(ratios):.2f}-{max(ratios):.2f})")
