@@ -246,16 +246,19 @@ def loaded_trial(cfg: Config, knobs: Knobs, dataset, model, outdir: Path, probe:
                  expect: float | None = None) -> Trial:
     """Load the backend with ``knobs``, warm up, run one short LoadGen test.
     ``probe`` (if given) receives what the backend accepts: ``threads_knob``,
-    ``instances``, ``max_batch_size``, ``batch_sizes``. ``expect`` caps the
-    expected rate (LoadGen sizes the run from it): the warm-up times the
-    backend alone and overestimates a harness-bound one (the null backend)."""
+    ``instances``, ``max_batch_size``, ``batch_sizes``. ``expect`` is the
+    rate LoadGen sizes the run for, when known: a negative value caps the
+    warm-up's figure at ``-expect`` (the warm-up times the backend alone and
+    overestimates a harness-bound one, the null backend), a positive one is
+    used as it is (a configuration already measured by a LoadGen run)."""
     from sut import runner, session
 
     run_cfg = trial_config(cfg, knobs)
     record: dict = {}
     with session.prepared(run_cfg, dataset, model, record) as parts:
         if cfg.target_qps is None and expect:
-            run_cfg = trial_config(cfg, knobs, min(parts.estimate.samples_per_s * 1.5, expect))
+            run_cfg = trial_config(cfg, knobs, expect if expect > 0
+                                   else min(parts.estimate.samples_per_s * 1.5, -expect))
         if probe is not None:
             probe.update(threads_knob="threads" in parts.backend.describe(), instances=parts.info.instances,
                          max_batch_size=parts.info.max_batch_size, batch_sizes=parts.info.batch_sizes,
@@ -282,8 +285,10 @@ def tune(cfg: Config, run: Callable[[Knobs, int, float | None], Trial], probe: d
          cores: int | None = None, clock=time.monotonic) -> Tuning:
     """The search, on ``run(knobs, round, expect) -> Trial``. The first run is
     the default configuration and fills ``probe`` (what the backend accepts).
-    ``expect`` caps the rate a run is sized for: twice the best screening rate
-    so far while screening, a configuration's own screening rate when repeated."""
+    ``expect`` sizes the run (see :func:`loaded_trial`): while screening, the
+    warm-up's figure capped at twice the best rate so far (as ``-cap``); when
+    repeating, 1.5x the configuration's own median rate so far (a run then
+    lasts about 1.65x its minimum duration, whatever the warm-up measured)."""
     cores = cores or usable_cores()
     default = Knobs(cfg.threads, max(1, cfg.instances or 1), max(1, cfg.max_batch_size))
     tuning = Tuning(default)
@@ -291,7 +296,7 @@ def tune(cfg: Config, run: Callable[[Knobs, int, float | None], Trial], probe: d
 
     def go(knobs: Knobs, round_: int) -> Trial:
         rates = [t.samples_per_s for t in tuning.trials if t.samples_per_s and (round_ == 0 or t.knobs == knobs)]
-        expect = (2 * max(rates) if round_ == 0 else 1.5 * statistics.median(rates)) if rates else None
+        expect = (-2 * max(rates) if round_ == 0 else 1.5 * statistics.median(rates)) if rates else None
         trial = run(knobs, round_, expect)
         trial.number, trial.round = len(tuning.trials) + 1, round_
         tuning.trials.append(trial)

@@ -19,8 +19,10 @@ A saved estimate is not reused when:
 
 * it is older than :data:`MAX_AGE_S`, or unreadable, or of other fields;
 * the checking calls' throughput (from their fastest call, which a busy
-  moment slows least) is under 1/:data:`SLOWER` of the saved one (the device
-  got slower, or the machine much busier): a full warm-up measures again and
+  moment slows least) is over :data:`SLOWER` times off the saved one, either
+  way (the device got slower or faster, or the machine much busier or
+  quieter than when it was saved; an estimate too low would make an Offline
+  test end before its minimum duration): a full warm-up measures again and
   replaces it;
 * the backend is the null backend or a plugin (their speed may depend on
   things no key sees), there is no model file, or ``--cache-dir none``.
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 VERSION = 1
 #: a saved estimate older than this is measured again (a week)
 MAX_AGE_S = 7 * 24 * 3600.0
-#: the checking calls' throughput under the saved one divided by this: measure again
+#: the checking calls' throughput this many times under or over the saved one: measure again
 SLOWER = 2.0
 #: the subdirectory of the cache root
 DIRECTORY = "warm-up"
@@ -67,11 +69,11 @@ def warm_up(cfg, model, backend, info, dataset, store) -> settings_mod.Estimate:
     if saved is not None:
         check = runner.warm_up(backend, info, dataset, store, per_query, cfg.sample_timeout_s, min_time_s=0.0)
         # their throughput comes from the fastest call (noise only adds time): a busy
-        # moment does not throw the saved estimate away, a slower device does
-        if check.samples_per_s * SLOWER >= saved.samples_per_s:
+        # moment does not throw the saved estimate away, a slower or faster device does
+        if saved.samples_per_s / SLOWER <= check.samples_per_s <= saved.samples_per_s * SLOWER:
             log.info("warm-up: reused %s from %s (checking calls: %.1f samples/s)", saved, path, check.samples_per_s)
             return saved
-        log.info("warm-up: checking calls ran %.1f samples/s, under 1/%g of the saved %.1f: measuring again",
+        log.info("warm-up: checking calls ran %.1f samples/s, over %gx off the saved %.1f: measuring again",
                  check.samples_per_s, SLOWER, saved.samples_per_s)
     estimate = runner.warm_up(backend, info, dataset, store, per_query, cfg.sample_timeout_s)
     if path:

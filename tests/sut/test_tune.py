@@ -102,8 +102,9 @@ def test_tune_screens_then_repeats_the_best_and_the_default():
     assert result.winner.knobs == best and len(result.winner.rates) == tune.ROUNDS
     # every trial printed; the repeats are sized from their own screening rate
     assert len([line for line in printed if line.strip()[:1].isdigit()]) == len(result.trials)
+    # the repeats are sized from their own rate, screening runs by the warm-up capped at 2x the best so far
     assert all(expect == pytest.approx(1.5 * 200.0) for knobs, r, expect in run.calls if r and knobs == best)
-    assert run.calls[0][2] is None  # the first run is sized by its warm-up
+    assert run.calls[0][2] is None and run.calls[1][2] == pytest.approx(-2 * 100.0)
     text = tune.text(result)
     assert "winner: 1 inst" not in text and "winner: 2 inst x 1 thr, batch 32" in text
     assert "--threads 1 --instances 2 --max-batchsize 32" in text
