@@ -8,6 +8,7 @@ only checks the backend with a few calls (``runner.warm_up`` with no minimum
 time: three single-sample calls and three of a queue item's size, each timed
 by the watchdog, so a broken or hung backend still fails before LoadGen
 starts, and the runtime's first-call work is still done before the test).
+Where those calls ran faster than saved, their figure is used (:func:`faster`).
 
 The key, like the preprocessing cache's (:func:`datasets.cache.cache_dir_for`),
 names the model file by path, size and modification time (every file of a
@@ -71,14 +72,32 @@ def warm_up(cfg, model, backend, info, dataset, store) -> settings_mod.Estimate:
         # their throughput comes from the fastest call (noise only adds time): a busy
         # moment does not throw the saved estimate away, a slower or faster device does
         if saved.samples_per_s / SLOWER <= check.samples_per_s <= saved.samples_per_s * SLOWER:
-            log.info("warm-up: reused %s from %s (checking calls: %.1f samples/s)", saved, path, check.samples_per_s)
-            return saved
+            estimate = faster(saved, check)
+            log.info("warm-up: reused %s from %s (checking calls: %.1f samples/s)", estimate, path,
+                     check.samples_per_s)
+            return estimate
         log.info("warm-up: checking calls ran %.1f samples/s, over %gx off the saved %.1f: measuring again",
                  check.samples_per_s, SLOWER, saved.samples_per_s)
     estimate = runner.warm_up(backend, info, dataset, store, per_query, cfg.sample_timeout_s)
     if path:
         save(path, estimate)
     return estimate
+
+
+def faster(saved: settings_mod.Estimate, check: settings_mod.Estimate) -> settings_mod.Estimate:
+    """The saved estimate, each speed the faster of it and the checking calls'
+    (never slower than what this run just measured: an Offline test sized for
+    too slow a device ends before its minimum duration)."""
+    values = {}
+    for field in dataclasses.fields(saved):
+        mine, now = getattr(saved, field.name), getattr(check, field.name)
+        if field.name.endswith("per_s") and now:
+            values[field.name] = max(mine, now)
+        elif "latency" in field.name and now:
+            values[field.name] = min(mine, now)
+        else:
+            values[field.name] = mine
+    return dataclasses.replace(saved, **values)
 
 
 def reusable(backend, model) -> bool:
