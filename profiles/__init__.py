@@ -68,6 +68,7 @@ class Config:
     trace: bool = False                # LoadGen trace log (slow, large)
     audit_conf: str | None = None      # LoadGen audit.config to apply (a compliance test); None: none
     progress: bool = True
+    report: bool = True                # report.html with plots in each run directory (seconds with matplotlib)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -128,6 +128,10 @@ def parser() -> argparse.ArgumentParser:
                           "answering is never failed")
     out.add_argument("--trace", action="store_true", default=None, help="write LoadGen's trace log (slow)")
     out.add_argument("--no-progress", action="store_false", dest="progress", default=None)
+    out.add_argument("--report", action="store_true", default=None,
+                     help="write report.html with plots into the run directory (the default)")
+    out.add_argument("--no-report", action="store_false", dest="report", default=None,
+                     help="no report.html or plots (saves seconds per run; per-query latencies are still saved)")
     out.add_argument("-v", "--verbose", action="store_true")
     cli_reference.add_options(p)
     net = p.add_argument_group("network (LoadGen here, SUT nodes started with: run.py serve --listen HOST:PORT)")
@@ -154,7 +158,7 @@ def overrides(args: argparse.Namespace) -> dict:
         "user_conf", "min_duration_ms", "min_query_count", "max_query_count", "performance_sample_count",
         "target_qps", "target_latency_ms", "server_batch_timeout_ms", "quick", "threads", "instances", "max_batch_size", "device",
         "precision", "output", "system", "cache_dir", "preprocess_workers", "sample_timeout_s", "trace",
-        "progress")}
+        "progress", "report")}
     if args.accuracy:
         values["mode"] = "accuracy"
     if args.time_s is not None:  # as the reference harness's --time: both bounds
@@ -233,14 +237,19 @@ def loadgen_version():
 
 
 def check_submission(root: str) -> int:
-    from submission import check_tree
+    """Print every problem the official checker would report (exit 1 if any),
+    then the notes: what it does not check but this harness noticed."""
+    from submission import validate
 
     if not os.path.isdir(root):
         raise ConfigError(f"no submission tree at {root}: pass the directory a --submission run printed")
-    problems = check_tree(root)
+    found = validate.findings(root)  # one pass: check_tree(root) + check_notes(root)
+    problems = [f.line() for f in found if f.problem]
     for problem in problems:
         print(f"- {problem}")
     print(f"{len(problems)} problem(s) in {root}" if problems else f"no problem found in {root}")
+    for note in (f.line() for f in found if not f.problem):
+        print(f"  note: {note}")
     return 1 if problems else 0
 
 

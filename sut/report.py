@@ -82,6 +82,10 @@ class RunView:
     directory: Path
     record: dict[str, Any]
     tests: list[TestView]
+    name: str = ""   # what the report calls the run (default: the directory's name)
+
+    def __post_init__(self):
+        self.name = self.name or Path(self.directory).name
 
     @property
     def performance(self) -> TestView | None:
@@ -137,23 +141,28 @@ def load_run(directory: Path) -> RunView:
 
 # --- writing ---------------------------------------------------------------------
 
-def write(run_dir: Path, record: dict | None = None, tests=None) -> Path:
+def write(run_dir: Path, record: dict | None = None, tests=None, html: bool = True,
+          name: str | None = None) -> Path | None:
     """Save the latencies the SUT recorded for ``tests`` (``runner.TestResult``,
-    in the order they ran), then draw the plots and write ``report.html``."""
+    in the order they ran), then (``html``) draw the plots and write
+    ``report.html``, naming the run ``name`` (the name its directory will
+    have once the run ends; default: the directory's current name)."""
     run_dir = Path(run_dir)
     if tests:
         save_latencies(run_dir, tests)
-    return render(run_dir)
+    return render(run_dir, name) if html else None
 
 
-def write_safely(run_dir: Path, record: dict | None = None, tests=None) -> Path | None:
+def write_safely(run_dir: Path, record: dict | None = None, tests=None, html: bool = True,
+                 name: str | None = None) -> Path | None:
     """:func:`write`, but a failure is a warning: the report never fails a run."""
     try:
-        path = write(run_dir, record, tests)
+        path = write(run_dir, record, tests, html, name)
     except Exception as exc:  # noqa: BLE001 - the run's results are already safe on disk
         log.warning("could not write the report into %s: %s: %s", run_dir, type(exc).__name__, exc)
         return None
-    log.info("report: %s", path)
+    if path is not None:
+        log.info("report: %s", path)
     return path
 
 
@@ -194,10 +203,13 @@ def relocate(path: Path, run_dir: Path) -> Path:
     return path
 
 
-def render(run_dir: Path) -> Path:
-    """Draw the plots and write ``report.html`` for the run in ``run_dir``."""
+def render(run_dir: Path, name: str | None = None) -> Path:
+    """Draw the plots and write ``report.html`` for the run in ``run_dir``
+    (called ``name`` in the report when given)."""
     run_dir = Path(run_dir)
     view = load_run(run_dir)
+    if name:
+        view.name = name
     missing = plots.available()
     images: dict[int, list[tuple[Path, str]]] = {}
     if missing is None:
@@ -213,7 +225,7 @@ def render(run_dir: Path) -> Path:
 
 def _title(view: RunView, test: TestView) -> str:
     cfg = view.record.get("config") or {}
-    parts = [cfg.get("profile") or view.directory.name, test.scenario]
+    parts = [cfg.get("profile") or view.name, test.scenario]
     if view.precision:
         parts.append(short_precision(view.precision))
     if test.validity:
@@ -420,12 +432,12 @@ def to_html(view: RunView, images: dict[int, list[tuple[Path, str]]], missing: s
     record = view.record
     cfg = record.get("config") or {}
     backend = record.get("backend") or {}
-    title = " - ".join(str(x) for x in (cfg.get("profile") or view.directory.name, view.scenario) if x)
+    title = " - ".join(str(x) for x in (cfg.get("profile") or view.name, view.scenario) if x)
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              f"<style>{STYLE}</style></head><body>",
              f"<h1>{e(title)}</h1>",
              rows_table([
-                 ("run", f"<code>{e(view.directory.name)}</code>"),
+                 ("run", f"<code>{e(view.name)}</code>"),
                  ("profile", e(cfg.get("profile"))),
                  ("backend", e(cfg.get("backend"))),
                  ("runtime", e(backend.get("runtime"))),

@@ -16,18 +16,22 @@ import platform
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import backends
 import datasets
 from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
-from sut import report, runner, user_conf
+from sut import report, user_conf
 from sut import results, signals
 from sut.errors import (BackendFailure, ConfigError, DatasetError, HarnessError, Interrupted, ModelError,
                         ResultsError, one_line)
 from sut.results import RunDirectory, check_loadgen_logs
 from sut.summary import summarize  # the readable end of a run
+
+if TYPE_CHECKING:
+    from sut import runner  # imports LoadGen: execute() imports it when it runs (a SUT node never does)
 
 #: the traceback of the exception that ended a run, in its directory
 ERROR_LOG = "error.log"
@@ -209,6 +213,8 @@ def execute(cfg: Config, echo=print) -> Outcome:
     ``config.json`` and ``summary.txt`` either way, and ``error.log`` (the
     traceback) when an exception ended it; the exception is re-raised with
     ``run_directory`` and ``error_log`` attributes for the CLI's one line."""
+    from sut import runner  # imports LoadGen
+
     signals.check()  # a stop asked between runs (a precision sweep): nothing more starts
     modes = ["accuracy", "performance"] if cfg.mode == "both" else [cfg.mode]
     dataset, model = open_dataset(cfg)
@@ -252,11 +258,13 @@ def execute(cfg: Config, echo=print) -> Outcome:
             outcome.summary = summarize(cfg, tests, run_dir.final_path(state), record.get("backend"))
             run_dir.write_json("config.json", record)
             run_dir.write_text("summary.txt", outcome.summary)
+            # latencies.npy, and report.html with plots when cfg.report, before the directory gets
+            # its final name (a failure is a warning: never fails the run)
+            report.write_safely(run_dir.path, record, tests, html=cfg.report, name=run_dir.final_path(state).name)
             final = run_dir.finish(state=state)
         except BaseException as exc:
             raise _failed(cfg, run_dir, record, tests, exc, [])
     outcome.directory = final
-    report.write_safely(final, record, tests)  # report.html, plots, latencies.npy; never fails the run
     return outcome
 
 

@@ -16,8 +16,11 @@ NULL_AS_DEMO = ["--backend", "null", "--backend-option", "input_shape=[3,32,32]"
 
 
 def run_cli(*args: str, tmp_path: Path, timeout: float = 300, env: dict | None = None):
-    """Run ``run.py`` with results and caches under ``tmp_path``."""
+    """Run ``run.py`` with results and caches under ``tmp_path``; without
+    report.html and its plots (seconds a run) unless ``args`` hold ``--report``."""
     cmd = [sys.executable, str(ROOT / "run.py"), *args, "--no-progress"]
+    if "--report" not in args:
+        cmd.append("--no-report")
     if "--output" not in args:
         cmd += ["--output", str(tmp_path / "results")]
     if "--cache-dir" not in args:

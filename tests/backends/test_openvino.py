@@ -314,7 +314,8 @@ def test_the_ncs2_profile_runs_through_loadgen_with_myriad_faked(monkeypatch, tm
     fake_openvino_myriad.install(monkeypatch, RUNTIME)
     code = cli.main(["--profile", "mobilenet_ncs2", "--model", str(shared_path(*MOBILENET_ONNX)),
                      "--dataset-path", str(shared_path("data", "imagenet-mini")), "--count", "16", "--accuracy",
-                     "--no-progress", "--output", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")])
+                     "--no-progress", "--no-report", "--output", str(tmp_path / "results"),
+                     "--cache-dir", str(tmp_path / "cache")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "scenario  : MultiStream" in out and "accuracy  : accuracy=" in out

@@ -23,7 +23,7 @@ SPEC = TensorSpec("x", (3, 32, 32), np.float32, "NCHW")
 def demo(tmp_path, **changes) -> Config:
     cfg = Config(profile="demo", backend="onnxruntime", dataset="synthetic", model_name="synthetic",
                  cache_dir=str(tmp_path / "cache"), output=str(tmp_path / "results"), progress=False,
-                 preprocess_workers=1)
+                 preprocess_workers=1, report=False)
     return dataclasses.replace(cfg, **changes)
 
 
@@ -83,6 +83,24 @@ def test_a_complete_run_lists_its_tests_under_the_final_name(tmp_path):
     (test,) = record["results"]
     assert test["directory"] == str(run / Path(test["directory"]).relative_to(run)) and Path(test["directory"]).is_dir()
     assert not (run / ".owner").exists() and not list(run.glob(".*.tmp.*"))
+    # report=False: no report.html nor plots, the per-query latencies all the same
+    assert not (run / "report.html").exists() and not list(run.glob("*.png"))
+    assert (Path(test["directory"]) / "latencies.npy").is_file()
+
+
+def test_the_report_is_written_before_the_directory_gets_its_final_name(tmp_path, monkeypatch):
+    from sut import report
+
+    seen = []
+
+    def render(run_dir, name=None):
+        seen.append((run_dir.name, name, (run_dir / "summary.txt").is_file()))
+        raise OSError("no space left for plots")  # a warning only: the run still completes
+    monkeypatch.setattr(report, "render", render)
+    outcome = session.execute(null_demo(tmp_path, report=True), echo=lambda *a: None)
+    run = only_dir(tmp_path)
+    assert outcome.ok and outcome.directory == run and "." not in run.name
+    assert seen == [(run.name + ".partial", run.name, True)]
 
 
 def fake_test(tmp_path, monkeypatch, **fields):
