@@ -34,24 +34,41 @@ HEADER = ("# Written by the harness for this test only; keys are model.scenario.
           "# mode 2 = PerformanceOnly.\n")
 
 
-def audit_config(test: str, rules: ModelRules) -> str:
-    """The audit.config text of ``test`` (TEST01 or TEST04)."""
+#: the loaded sample TEST04 issues again and again (the official audit.config's choice)
+TEST04_SAME_INDEX = 3
+
+
+def test04_same_index(performance_samples: int | None) -> int:
+    """TEST04's ``performance_issue_same_index``: the official 3, or the last
+    loaded sample when fewer than 4 are loaded (LoadGen would hand the SUT an
+    index outside the dataset)."""
+    if performance_samples is None:
+        return TEST04_SAME_INDEX
+    return max(0, min(TEST04_SAME_INDEX, performance_samples - 1))
+
+
+def audit_config(test: str, rules: ModelRules, performance_samples: int | None = None) -> str:
+    """The audit.config text of ``test`` (TEST01 or TEST04); ``performance_samples``:
+    how many samples LoadGen loads for the performance test (None: plenty)."""
     if test == "TEST01":
         return HEADER + ("*.*.mode = 2\n"
                          f"*.*.accuracy_log_rng_seed = {rules.test01_rng_seed}\n"
                          f"*.*.accuracy_log_sampling_target = {rules.test01_sampling_target}\n")
     if test == "TEST04":
-        return HEADER + ("*.*.mode = 2\n"
-                         "*.*.performance_issue_unique = 0\n"
-                         "*.*.performance_issue_same = 1\n"
-                         "*.*.performance_issue_same_index = 3\n")
+        index = test04_same_index(performance_samples)
+        lowered = (f"# performance_issue_same_index lowered from {TEST04_SAME_INDEX}: only "
+                   f"{performance_samples} performance sample(s) loaded.\n") if index != TEST04_SAME_INDEX else ""
+        return HEADER + lowered + ("*.*.mode = 2\n"
+                                   "*.*.performance_issue_unique = 0\n"
+                                   "*.*.performance_issue_same = 1\n"
+                                   f"*.*.performance_issue_same_index = {index}\n")
     raise ValueError(f"unknown compliance test '{test}'; accepted: TEST01, TEST04")
 
 
-def write_audit_config(test: str, outdir: Path, rules: ModelRules) -> Path:
+def write_audit_config(test: str, outdir: Path, rules: ModelRules, performance_samples: int | None = None) -> Path:
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / "audit.config"
-    path.write_text(audit_config(test, rules))
+    path.write_text(audit_config(test, rules, performance_samples))
     return path
 
 

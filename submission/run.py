@@ -26,7 +26,8 @@ from typing import Any
 from profiles import Config
 from submission import compliance, rules, system_desc, validate
 from submission.tree import Tree, user_conf_text
-from sut.errors import BackendFailure, ConfigError
+from sut import signals
+from sut.errors import BackendFailure, ConfigError, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,9 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
                 for test in tests:
                     outdir = tree.run_dir(model_dir, scenario, test)
                     outdir.mkdir(parents=True, exist_ok=True)
-                    if test.startswith("TEST"):
-                        compliance.write_audit_config(test, outdir, model_rules)
+                    if test.startswith("TEST"):  # TEST04 repeats one loaded sample: it needs their count
+                        compliance.write_audit_config(test, outdir, model_rules,
+                                                      performance_samples(scfg, estimate, len(store)))
                     mode = "accuracy" if test == "accuracy" else "performance"
                     if mode == "performance":  # measure every timed run from the same warm state
                         runner.warm_up(backend, info, dataset, store, cfg.samples_per_query or 8,
@@ -193,7 +195,9 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
         record["error"] = f"{type(exc).__name__}: {exc}"
         _write_json(root / "full_logs" / "submission.json", record)
         if not getattr(exc, "hung", False):
-            run_dir.finish(ok=False)
+            # a signal may end the test running as a failure of that test: still an interruption
+            stopped = isinstance(exc, (KeyboardInterrupt, Interrupted)) or signals.requested()
+            run_dir.finish(state="interrupted" if stopped else "failed")
         raise
     found = validate.findings(root)
     problems = [f.line() for f in found if f.problem]
@@ -216,6 +220,16 @@ def run_submission(cfg: Config, submitter: str, division: str, system_desc_path:
     (root / "STATUS.txt").write_text("\n".join(status) + "\n")
     final = run_dir.finish(ok=True)
     return SubmissionResult(final, problems, cfg.quick, verdicts, notes)
+
+
+def performance_samples(cfg: Config, estimate, available: int) -> int:
+    """How many samples LoadGen loads for ``cfg``'s performance test: the
+    requested performance sample count, at most the ``available`` ones
+    (what ``sut.runner.run_test`` gives LoadGen)."""
+    from sut import settings  # imports LoadGen
+
+    requested = settings.build(cfg, "performance", estimate).performance_sample_count_override
+    return min(requested or available, available)
 
 
 def _assemble(tree: Tree, cfg: Config, model_rules, model_dir: str, scenario: str, run_compliance: bool,
@@ -244,7 +258,9 @@ def _assemble(tree: Tree, cfg: Config, model_rules, model_dir: str, scenario: st
                               ("TEST01/verify_performance.txt", perf01), ("TEST04/verify_performance.txt", perf04)):
             verdicts[f"{scenario}/{name}"] = compliance.PASS if verdict.passed else compliance.FAIL
     note = "QUICK RUN: short settings, not valid for submission." if cfg.quick else ""
-    user_conf = user_conf_text(read_detail(perf_detail), cfg.mlperf_model, scenario, note)
+    bound = rules.latency_bound_ns(model_rules, scenario)
+    user_conf = user_conf_text(read_detail(perf_detail), cfg.mlperf_model, scenario, note,
+                               bound / 1e6 if bound else None)
     measurements = {**_measurements(cfg, info, model_path), **measurement_overrides}
     tree.write_scenario_files(model_dir, scenario, measurements,
                               user_conf, _scenario_readme(cfg, scenario, command, model_dir))

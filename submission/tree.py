@@ -22,6 +22,7 @@ The full logs are where the runs write; this module copies from there.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -52,13 +53,26 @@ SERVER_KEYS = {
 }
 
 
+def server_latency_ms(value_ms: float, bound_ms: float | None = None) -> int:
+    """``value_ms`` rounded up to whole milliseconds, at most ``bound_ms`` (rounded down) when given."""
+    whole = math.ceil(round(value_ms, 6))  # 15.000000001 from ns arithmetic is 15
+    if bound_ms is not None:
+        whole = min(whole, max(1, math.floor(round(bound_ms, 6))))
+    return whole
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def user_conf_text(detail: dict[str, Any], mlperf_model: str, scenario: str, note: str = "") -> str:
+def user_conf_text(detail: dict[str, Any], mlperf_model: str, scenario: str, note: str = "",
+                   latency_bound_ms: float | None = None) -> str:
     """A user.conf that, layered on the built-in mlperf.conf, reproduces the
-    settings LoadGen logged as requested in ``detail``."""
+    settings LoadGen logged as requested in ``detail``.
+
+    LoadGen reads Server's ``target_latency`` as whole milliseconds (it would
+    truncate 15.5 to 15), so a fractional one is rounded up to the next whole
+    millisecond, but never above ``latency_bound_ms`` (the benchmark's bound)."""
     lines = [f"# LoadGen settings this run used ({scenario}); layered over the built-in mlperf.conf."]
     if note:
         lines.append(f"# {note}")
@@ -76,7 +90,13 @@ def user_conf_text(detail: dict[str, Any], mlperf_model: str, scenario: str, not
             continue  # 0 = no limit, LoadGen's default
         if key == "performance_sample_count_override" and not value:
             continue
-        lines.append(f"{mlperf_model}.{scenario}.{key} = {_number(float(value) * scale)}")
+        number = float(value) * scale
+        if scenario == "Server" and key == "target_latency":
+            number = server_latency_ms(number, latency_bound_ms)
+            if number != float(value) * scale:
+                lines.append(f"# the run's bound {float(value) * scale:g} ms as whole milliseconds, "
+                             "as LoadGen reads Server's target_latency")
+        lines.append(f"{mlperf_model}.{scenario}.{key} = {_number(number)}")
     return "\n".join(lines) + "\n"
 
 

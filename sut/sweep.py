@@ -34,7 +34,7 @@ from typing import Any
 
 from profiles import Config
 from sut import logs
-from sut.errors import ConfigError, HarnessError
+from sut.errors import ConfigError, HarnessError, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ def _run_one(cfg: Config, precision: str, execute) -> SweepRow:
     row = SweepRow(precision)
     try:
         outcome = execute(dataclasses.replace(cfg, precision=precision))
+    except Interrupted:
+        raise  # Ctrl-C / SIGTERM stops the whole sweep (KeyboardInterrupt is never caught here either)
     except HarnessError as exc:
         row.error = str(exc)
         return row

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from sut.errors import ConfigError, HarnessError
+from sut.errors import BackendUnavailable, ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,6 @@ def _wait_for_signal() -> None:
 
 
 def _check_grpc() -> None:
-    from sut.errors import BackendUnavailable
-
     try:
         import grpc  # noqa: F401
     except ImportError:

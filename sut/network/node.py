@@ -1,9 +1,10 @@
 """The SUT node: ``run.py serve`` loads a backend and its dataset and answers sample indices.
 
-It prepares exactly what a local run prepares (the same dataset scan, backend
-options, model check and preprocessing cache, see ``sut.session``) but never
-imports LoadGen (``sut.session`` does, through ``sut.runner``), so a device
-host needs only NumPy, its runtime and grpcio. Each ``Predict`` call takes one
+It prepares exactly what a local run prepares, with ``sut.session``'s own
+functions (the same dataset scan, backend options, model check and
+preprocessing cache) but never imports LoadGen (only ``session.execute``
+imports ``sut.runner``, which does), so a device host needs only NumPy, its
+runtime and grpcio. Each ``Predict`` call takes one
 free model instance, runs the indices through the backend in batches the model
 accepts and the dataset's ``postprocess``, the same steps as
 ``sut.scenarios.Predictor``, and answers the response rows.
@@ -21,16 +22,13 @@ import sys
 import threading
 import time
 from concurrent import futures
-from pathlib import Path
 
 import numpy as np
 
-import backends
-import datasets
-from backends.base import BackendOptions
 from datasets import cache
 from profiles import Config
-from sut.errors import BackendFailure, ConfigError, DatasetError, ModelError
+from sut import session  # without LoadGen: only session.execute() imports sut.runner
+from sut.errors import BackendFailure, ConfigError
 from sut.network import auth, fingerprint, protocol
 
 log = logging.getLogger(__name__)
@@ -39,36 +37,18 @@ log = logging.getLogger(__name__)
 SPARE_THREADS = 2
 
 
-def cache_root(cfg: Config):
-    """Where preprocessed samples are kept: the same rule as ``sut.session.cache_root``."""
-    if cfg.cache_dir == "none":
-        return None
-    return Path(cfg.cache_dir) if cfg.cache_dir else cache.DEFAULT_CACHE_DIR
-
-
 class Model:
     """A loaded backend with its dataset's preprocessed samples."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        dataset = datasets.create(cfg.dataset, cfg.dataset_path, cfg.count, cfg.dataset_options)
-        if not cfg.dataset_path and dataset.path_hint:
-            raise DatasetError("profile '%s' runs on the %s dataset: pass --dataset-path with %s"
-                               % (cfg.profile, cfg.dataset, dataset.path_hint))
-        dataset.cache_root = cache_root(cfg)
-        dataset.scan()
-        model = cfg.model or dataset.default_model()
-        if model is None and cfg.backend != "null":
-            raise ModelError("profile '%s' names no model: pass --model PATH" % cfg.profile)
+        dataset, model = session.open_dataset(cfg)  # the same scan, model and checks as a local run
         if cfg.precision == "int8":
             raise ConfigError("a SUT node cannot calibrate int8 yet: calibrate once in a local run "
                               "(the backend caches the result) or serve the model's own precision")
-        root = cache_root(cfg)
-        options = BackendOptions(threads=cfg.threads, instances=cfg.instances, max_batch_size=cfg.max_batch_size,
-                                 device=cfg.device, precision=cfg.precision, extra=dict(cfg.backend_options),
-                                 cache_dir=str(root) if root else None)
+        root = session.cache_root(cfg)
         self.dataset, self.model_path = dataset, model
-        self.backend = backends.create(cfg.backend, options)
+        self.backend = session.create_backend(cfg, session.backend_options(cfg))
         self.backend.__enter__()
         try:
             self.info = self.backend.load(model)

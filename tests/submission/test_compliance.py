@@ -41,6 +41,13 @@ def test_audit_configs_hold_the_official_values(tmp_path):
         compliance.audit_config("TEST05", RESNET)
 
 
+@pytest.mark.parametrize("loaded, index", [(None, 3), (1024, 3), (4, 3), (3, 2), (2, 1), (1, 0)])
+def test_test04_repeats_a_loaded_sample_when_fewer_than_four_are_loaded(loaded, index):
+    t04 = compliance.audit_config("TEST04", RESNET, loaded)
+    assert f"*.*.performance_issue_same_index = {index}\n" in t04
+    assert ("lowered from 3" in t04) == (index != 3)
+
+
 def test_test01_accuracy_passes_when_every_logged_answer_matches(tmp_path):
     ref = acc_log(tmp_path / "ref.json", [(i, i % 3) for i in range(10)])
     test = acc_log(tmp_path / "test.json", [(2, 2), (5, 2), (2, 2)])

@@ -9,7 +9,8 @@ import pytest
 import profiles
 from submission import run_submission
 from submission.truncate import sha256_of
-from sut.errors import ConfigError
+from sut.errors import ConfigError, Interrupted, ModelError
+from sut.signals import Stop
 from tests.submission.conftest import kws_config, user_desc_file
 
 SCENARIO = "open/TestOrg/results/{system}/kws/Offline"
@@ -180,3 +181,30 @@ def test_the_cli_refuses_server_on_an_edge_system_with_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "system_type 'edge'" in err[0] and "allowed: SingleStream, MultiStream, Offline" in err[0]
+
+
+@pytest.mark.parametrize("error, suffix", [(Interrupted(15), ".interrupted"), (Stop(2), ".interrupted"),
+                                           (ModelError("broken model"), ".failed")])
+def test_a_stopped_submission_is_named_interrupted_a_broken_one_failed(tmp_path, monkeypatch, error, suffix):
+    from sut import session
+
+    def open_dataset(cfg):
+        raise error
+    monkeypatch.setattr(session, "open_dataset", open_dataset)
+    with pytest.raises(type(error)):
+        run_submission(kws_config(tmp_path), "TestOrg", "open", None, quick=True, echo=lambda *a: None)
+    (left,) = (tmp_path / "out").iterdir()
+    assert left.name.endswith(suffix) and (left / "full_logs" / "submission.json").is_file()
+
+
+def test_test04_runs_with_fewer_than_four_samples(tmp_path):
+    """TEST04 repeats the 4th loaded sample; with --count 2 it repeats the last (was: an index outside the dataset)."""
+    null = {"input_shape": [3, 32, 32], "layout": "NCHW", "input_dtype": "float32", "classes": 10}
+    cfg = profiles.resolve("demo", {"backend": "null", "backend_options": null, "count": 2, "progress": False,
+                                    "output": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache")})
+    result = run_submission(cfg, "TestOrg", "open", None, quick=True, scenarios=["SingleStream"],
+                            with_compliance=True, echo=lambda *a: None)
+    # a verdict, whichever it is (speeds of a near-free backend are noise): the test ran to its end
+    assert result.verdicts["SingleStream/TEST04/verify_performance.txt"] in ("TEST PASS", "TEST FAIL")
+    (audit,) = result.root.glob("full_logs/*/*/SingleStream/TEST04/performance/run_1/audit.config")
+    assert "*.*.performance_issue_same_index = 1\n" in audit.read_text()

@@ -5,7 +5,8 @@ import pytest
 
 from profiles import Config
 from sut import sweep
-from sut.errors import ConfigError
+from sut.errors import ConfigError, Interrupted, ModelError
+from sut.signals import Stop
 from tests.helpers import NULL_AS_DEMO, run_cli, run_dirs
 
 
@@ -77,6 +78,22 @@ def test_run_checks_first_then_repeats_the_baseline(tmp_path):
     with pytest.raises(ConfigError):
         sweep.run(cfg, ["fp32", "fp16"], execute, echo=lambda *_: None, check=refuse)
     assert calls == []
+
+
+@pytest.mark.parametrize("stop", [Interrupted(15), Stop(2)], ids=["Interrupted", "signals.Stop"])
+def test_an_interruption_stops_the_sweep_at_once(tmp_path, stop):
+    calls = []
+
+    def execute(cfg):
+        calls.append(cfg.precision)
+        if cfg.precision == "fp16":
+            raise ModelError("fp16 failed")  # an ordinary error: a FAILED row, the sweep goes on
+        raise stop
+
+    cfg = Config(output=str(tmp_path / "out"), profile="p")
+    with pytest.raises(type(stop)):
+        sweep.run(cfg, ["fp16", "fp32", "int8"], execute, echo=lambda *_: None, check=lambda *a: None)
+    assert calls == ["fp16", "fp32"] and not (tmp_path / "out").exists()
 
 
 def test_sweep_end_to_end_with_null_backend(tmp_path):
