@@ -68,7 +68,9 @@ class Config:
     trace: bool = False                # LoadGen trace log (slow, large)
     audit_conf: str | None = None      # LoadGen audit.config to apply (a compliance test); None: none
     progress: bool = True
-    report: bool = True                # report.html with plots in each run directory (seconds with matplotlib)
+    # report.html in each run directory: None = with plots except for --quick runs (tables only: the
+    # plots take seconds), true = always with plots, false = none (latencies.npy is saved either way)
+    report: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,7 +133,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         return dict(value)
     kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
     annotation = str(FIELDS[key].type)
-    want = type(default) if default is not None else (int if "int" in annotation else
+    want = type(default) if default is not None else (bool if "bool" in annotation else
+                                                      int if "int" in annotation else
                                                       float if "float" in annotation else str)
     if want is bool and not isinstance(value, bool) or not isinstance(value, kinds[want]) or (
             want is not bool and isinstance(value, bool)):

@@ -129,7 +129,8 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--trace", action="store_true", default=None, help="write LoadGen's trace log (slow)")
     out.add_argument("--no-progress", action="store_false", dest="progress", default=None)
     out.add_argument("--report", action="store_true", default=None,
-                     help="write report.html with plots into the run directory (the default)")
+                     help="write report.html with plots into the run directory (the default, except for "
+                          "--quick runs, whose report has tables only)")
     out.add_argument("--no-report", action="store_false", dest="report", default=None,
                      help="no report.html or plots (saves seconds per run; per-query latencies are still saved)")
     out.add_argument("-v", "--verbose", action="store_true")

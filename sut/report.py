@@ -142,7 +142,7 @@ def load_run(directory: Path) -> RunView:
 # --- writing ---------------------------------------------------------------------
 
 def write(run_dir: Path, record: dict | None = None, tests=None, html: bool = True,
-          name: str | None = None) -> Path | None:
+          name: str | None = None, plots: bool = True) -> Path | None:
     """Save the latencies the SUT recorded for ``tests`` (``runner.TestResult``,
     in the order they ran), then (``html``) draw the plots and write
     ``report.html``, naming the run ``name`` (the name its directory will
@@ -150,14 +150,14 @@ def write(run_dir: Path, record: dict | None = None, tests=None, html: bool = Tr
     run_dir = Path(run_dir)
     if tests:
         save_latencies(run_dir, tests)
-    return render(run_dir, name) if html else None
+    return render(run_dir, name, plots) if html else None
 
 
 def write_safely(run_dir: Path, record: dict | None = None, tests=None, html: bool = True,
-                 name: str | None = None) -> Path | None:
+                 name: str | None = None, plots: bool = True) -> Path | None:
     """:func:`write`, but a failure is a warning: the report never fails a run."""
     try:
-        path = write(run_dir, record, tests, html, name)
+        path = write(run_dir, record, tests, html, name, plots)
     except Exception as exc:  # noqa: BLE001 - the run's results are already safe on disk
         log.warning("could not write the report into %s: %s: %s", run_dir, type(exc).__name__, exc)
         return None
@@ -203,14 +203,19 @@ def relocate(path: Path, run_dir: Path) -> Path:
     return path
 
 
-def render(run_dir: Path, name: str | None = None) -> Path:
-    """Draw the plots and write ``report.html`` for the run in ``run_dir``
-    (called ``name`` in the report when given)."""
+#: why a report has no plots when it was asked for tables only
+QUICK_NO_PLOTS = ("a --quick run draws none (they take seconds); pass --report for them, or "
+                  "python -c \"from sut import report; report.render('DIR')\" afterwards")
+
+
+def render(run_dir: Path, name: str | None = None, with_plots: bool = True) -> Path:
+    """Draw the plots (unless ``with_plots`` is false: tables only) and write
+    ``report.html`` for the run in ``run_dir`` (called ``name`` in the report when given)."""
     run_dir = Path(run_dir)
     view = load_run(run_dir)
     if name:
         view.name = name
-    missing = plots.available()
+    missing = plots.available() if with_plots else QUICK_NO_PLOTS
     images: dict[int, list[tuple[Path, str]]] = {}
     if missing is None:
         perf = [t for t in view.tests if t.mode == "performance"]

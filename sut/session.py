@@ -258,9 +258,11 @@ def execute(cfg: Config, echo=print) -> Outcome:
             outcome.summary = summarize(cfg, tests, run_dir.final_path(state), record.get("backend"))
             run_dir.write_json("config.json", record)
             run_dir.write_text("summary.txt", outcome.summary)
-            # latencies.npy, and report.html with plots when cfg.report, before the directory gets
-            # its final name (a failure is a warning: never fails the run)
-            report.write_safely(run_dir.path, record, tests, html=cfg.report, name=run_dir.final_path(state).name)
+            # latencies.npy, and report.html (plots unless a --quick run, or asked with --report),
+            # before the directory gets its final name (a failure is a warning: never fails the run)
+            report.write_safely(run_dir.path, record, tests, html=cfg.report is not False,
+                                plots=bool(cfg.report) or (cfg.report is None and not cfg.quick),
+                                name=run_dir.final_path(state).name)
             final = run_dir.finish(state=state)
         except BaseException as exc:
             raise _failed(cfg, run_dir, record, tests, exc, [])

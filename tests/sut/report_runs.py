@@ -18,7 +18,8 @@ def run(root: Path, **overrides):
 
     # 200 queries: enough for LoadGen's early stopping, a fraction of a second
     values = {"output": str(root / "results"), "cache_dir": str(root / "cache"), "progress": False,
-              "preprocess_workers": 1, "quick": True, "min_duration_ms": 0, "min_query_count": 200}
+              "preprocess_workers": 1, "quick": True, "min_duration_ms": 0, "min_query_count": 200,
+              "report": True}  # plots even though quick (a quick run's report has tables only by default)
     values.update(overrides)
     return session.execute(profiles.resolve("demo", values), echo=lambda *a, **k: None)
 

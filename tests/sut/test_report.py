@@ -138,3 +138,13 @@ def test_loadgen_percentiles_are_read_in_ms():
     marks = plots.loadgen_percentiles({"result_50.00_percentile_latency_ns": 1_500_000,
                                        "result_99.90_percentile_latency_ns": 2e7})
     assert marks == {"p50": 1.5, "p99.9": 20.0}
+
+
+def test_a_quick_run_writes_its_report_without_plots_unless_asked(tmp_path):
+    """--quick runs last seconds and the plots take seconds: report.html has the tables and says
+    how to get the plots; --report (report=True) draws them."""
+    outcome = run(tmp_path, report=None)
+    text = (Path(outcome.directory) / "report.html").read_text()
+    assert "a --quick run draws none" in text
+    assert "src='data:image/png;base64," not in text
+    assert not list(Path(outcome.directory).rglob("*.png"))

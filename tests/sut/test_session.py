@@ -93,7 +93,7 @@ def test_the_report_is_written_before_the_directory_gets_its_final_name(tmp_path
 
     seen = []
 
-    def render(run_dir, name=None):
+    def render(run_dir, name=None, with_plots=True):
         seen.append((run_dir.name, name, (run_dir / "summary.txt").is_file()))
         raise OSError("no space left for plots")  # a warning only: the run still completes
     monkeypatch.setattr(report, "render", render)
