@@ -3,52 +3,67 @@ test and is a request inside one; a second one exits at once."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
-import pytest
 
 from sut import signals
-from sut.errors import Interrupted
 from tests.helpers import ROOT
 
 
-@pytest.fixture
-def installed():
-    with signals.installed():
-        yield
-    signals.reset()
+def in_child(body: str) -> None:
+    """Run ``body`` (asserts) in a fresh interpreter with the handlers installed.
+
+    Real signals are sent to the child, never to the pytest process: by the time this file
+    runs, that process holds the threads of every runtime the other tests loaded (torch,
+    TensorFlow, LoadGen), and a signal delivered there has crashed it (SIGSEGV)."""
+    code = textwrap.dedent("""
+        import os, signal, sys, time
+        sys.path.insert(0, %r)
+        from sut import signals
+        from sut.errors import Interrupted
+
+        def deliver(signum):
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)  # the handler runs in the main thread at the next bytecode
+
+        with signals.installed():
+    """) % str(ROOT) + textwrap.indent(textwrap.dedent(body), "    ") + "\nprint('ok')\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
 
 
-def deliver(signum: int) -> None:
-    os.kill(os.getpid(), signum)
-    time.sleep(0.05)  # the handler runs in this (main) thread at the next bytecode
-
-
-def test_outside_a_test_the_first_signal_raises_at_once(installed):
-    with pytest.raises(KeyboardInterrupt) as err:  # not an Exception: no 'except Exception' swallows it
+def test_outside_a_test_the_first_signal_raises_at_once():
+    in_child("""
         try:
-            deliver(signal.SIGTERM)
-        except Exception:
-            pytest.fail("an 'except Exception' caught the stop")
-    assert isinstance(err.value, signals.Stop) and err.value.signum == signal.SIGTERM
-    interrupted = signals.as_interrupted(err.value)
-    assert interrupted.exit_code == 143 and str(interrupted) == "interrupted by SIGTERM"
-    assert signals.requested() == signal.SIGTERM and signals.event().is_set()
-    assert signals.as_interrupted(KeyboardInterrupt()).exit_code == 143  # the recorded signal
+            try:
+                deliver(signal.SIGTERM)
+            except Exception:
+                raise SystemExit("an 'except Exception' caught the stop")
+            raise SystemExit("no stop raised")
+        except KeyboardInterrupt as exc:  # not an Exception: no 'except Exception' swallows it
+            err = exc
+        assert isinstance(err, signals.Stop) and err.signum == signal.SIGTERM
+        interrupted = signals.as_interrupted(err)
+        assert interrupted.exit_code == 143 and str(interrupted) == "interrupted by SIGTERM"
+        assert signals.requested() == signal.SIGTERM and signals.event().is_set()
+        assert signals.as_interrupted(KeyboardInterrupt()).exit_code == 143  # the recorded signal
+    """)
 
 
-def test_inside_deferred_the_first_signal_is_a_request(installed):
-    with signals.deferred():
-        deliver(signal.SIGINT)
-        assert signals.requested() == signal.SIGINT
-    with pytest.raises(Interrupted) as err:
-        signals.check()
-    assert err.value.exit_code == 130
+def test_inside_deferred_the_first_signal_is_a_request():
+    in_child("""
+        with signals.deferred():
+            deliver(signal.SIGINT)
+            assert signals.requested() == signal.SIGINT
+        try:
+            signals.check()
+            raise SystemExit("check() did not raise")
+        except Interrupted as err:
+            assert err.exit_code == 130
+    """)
 
 
 def test_installed_puts_the_old_handlers_back():
