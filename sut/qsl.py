@@ -24,6 +24,8 @@ class QuerySampleLibrary:
         self.total_count = len(store)
         self.performance_count = min(performance_count, self.total_count)
         self._rows = np.full(self.total_count, -1, dtype=np.int64)
+        #: ``_rows`` as a Python list, for :meth:`row` (a list index is far cheaper than a NumPy scalar)
+        self._row_list: list[int] = self._rows.tolist()
         self._data: np.ndarray | None = None
         self._singles: list[np.ndarray] = []
 
@@ -34,12 +36,14 @@ class QuerySampleLibrary:
         data = self.store.rows(wanted)
         self._rows[:] = -1
         self._rows[wanted] = np.arange(len(wanted))
+        self._row_list = self._rows.tolist()
         self._data = data
         self._singles = [data[i:i + 1] for i in range(len(data))]
         log.debug("loaded %d samples (%.1f MB)", len(wanted), data.nbytes / 1e6)
 
     def unload(self, indices: list[int]) -> None:
         self._rows[np.asarray(indices, dtype=np.int64)] = -1
+        self._row_list = self._rows.tolist()
         if not (self._rows >= 0).any():
             self._data, self._singles = None, []
 
@@ -60,7 +64,7 @@ class QuerySampleLibrary:
 
     def row(self, index: int) -> int:
         """Row of :attr:`data` holding dataset ``index`` (the one-sample fast path of :meth:`rows`)."""
-        row = int(self._rows[index])
+        row = self._row_list[index]
         if row < 0:
             raise KeyError(f"sample {index} was not loaded by LoadGen")
         return row
