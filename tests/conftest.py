@@ -71,6 +71,17 @@ OLDER_RUNTIMES = {
 }
 
 
+def cpu_flags() -> set:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere). Some runtimes pick
+    other int8 kernels by ISA, and compute another figure with them (OpenVINO 2021.4.2:
+    AVX512-VNNI)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return set()
+
+
 def runtime_figure(model: str, data: str, runtime_module, default: str) -> str:
     """The accuracy line for the runtime actually imported (tflite_runtime where ai_edge_litert is absent)."""
     package = runtime_module.__name__.split(".")[0]

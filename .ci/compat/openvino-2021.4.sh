@@ -31,7 +31,10 @@ REQUIREMENTS=("openvino==2021.4.2" "numpy<1.20" "mlcommons-loadgen>=6.0" "pillow
 TESTS=(tests/backends/test_openvino_legacy.py)
 MODEL=../shared/models/mobilenet/mobilenet_v1_1.0_224_quant_qdq_nchw.onnx
 DATA=../shared/data/imagenet-mini
-FIGURE="accuracy=78.077%, good=203, total=260"  # OpenVINO 2021.4.2, CPU; measured by the oracle
+# OpenVINO 2021.4.2, CPU; measured by the oracle: its int8 kernels on AVX512-VNNI compute one more
+# image right (the oracle, which shares no harness code, agrees on each machine)
+FIGURE="accuracy=78.077%, good=203, total=260"
+if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then FIGURE="accuracy=78.462%, good=204, total=260"; fi
 
 ci_venv "$JOB" "$(ci_python 3.9 "3.8 3.9")" "${REQUIREMENTS[@]}"
 "$PY" -c "import sys, openvino; from openvino.inference_engine import get_version; v = get_version(); print('ci $JOB: openvino', v); sys.exit(0 if v.startswith('2021.4.2-') and not hasattr(openvino, 'Core') else 'ci $JOB: error: openvino ' + v + ', expected 2021.4.2 (IECore only)')"

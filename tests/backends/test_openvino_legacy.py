@@ -401,7 +401,13 @@ def test_real_myriad_says_why_it_is_missing():
 
 @real_only
 def test_real_reference_accuracy():
-    """Measured with benchmarks/openvino_reference_accuracy.py on 2021.4.2 (CPU): 78.077% (203/260)."""
+    """Measured with benchmarks/openvino_reference_accuracy.py on 2021.4.2 (CPU): 78.077% (203/260)
+    on a CPU without AVX512-VNNI, 78.462% (204/260) on one with it (AMD EPYC): the oracle, which
+    shares no code with the harness, computes the same per CPU, so the figure is per ISA."""
+    from tests.conftest import cpu_flags
+
+    expected = ("accuracy=78.462%, good=204, total=260" if "avx512_vnni" in cpu_flags() else
+                "accuracy=78.077%, good=203, total=260")
     imagenet = pytest.importorskip("datasets.imagenet")
     backend, info = load(str(shared_path(*MOBILENET_ONNX)), instances=1)
     dataset = imagenet.ImageNet(str(shared_path("data", "imagenet-mini")), None, {"preprocessing": "mobilenet"})
@@ -411,4 +417,4 @@ def test_real_reference_accuracy():
     predictions = {}
     for index, source in enumerate(dataset.sources):
         predictions[index] = dataset.postprocess(backend.predict(preprocess(source)[None], 0), info)[0]
-    assert dataset.score(predictions).line() == "accuracy=78.077%, good=203, total=260"
+    assert dataset.score(predictions).line() == expected
