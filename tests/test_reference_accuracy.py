@@ -69,12 +69,17 @@ def test_every_scenario_valid_with_real_runtimes(tmp_path, profile, model, data,
     proc = run_cli("--profile", profile, "--model", str(model), "--dataset-path", str(data), "--quick",
                    "--scenario", scenario, "--count", "64", tmp_path=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    if profile in SLOW_MODELS and scenario in ("MultiStream", "Server"):
-        # --quick lasts seconds: where early stopping needs more queries than a ~30 ms model answers
-        # in that time (MultiStream: 662 x 8 samples), the run is cut and says "INVALID by design";
-        # a quick Server run of it at 20+ QPS on two shared cores meets its bound only when the
-        # machine is quiet. The run must still end with LoadGen's verdict and its figures.
+    assert "FAILED" not in proc.stdout, proc.stdout
+    cut = re.search(r"quick: INVALID by design: .* needs (\d+) .*\(~([\d.]+) s on this device\)", proc.stdout)
+    if cut:
+        # --quick lasts seconds: where early stopping's query count takes this device longer than
+        # about ten (MultiStream: 662 x 8 samples of MobileNet 1.0, or of 0.25 on tflite-runtime
+        # 2.13 without XNNPACK), the run is cut and says so; only then
+        assert "result    : INVALID" in proc.stdout and float(cut.group(2)) > 10, proc.stdout
+        return
+    if profile in SLOW_MODELS and scenario == "Server":
+        # a quick Server run of a ~30 ms model at 20+ QPS on two shared cores meets its bound only
+        # when the machine is quiet: it must still end with LoadGen's verdict and its figures
         assert re.search(r"result    : (VALID|INVALID)", proc.stdout), proc.stdout
-        assert "FAILED" not in proc.stdout, proc.stdout
         return
     assert "result    : VALID" in proc.stdout, proc.stdout
