@@ -11,7 +11,6 @@ report the dataset fingerprint computed here and the same model fingerprint
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import platform
@@ -36,21 +35,9 @@ from sut.results import RunDirectory
 from sut.scenarios import consecutive_runs
 
 
-@dataclasses.dataclass
-class Outcome:
-    """What ``run.py --nodes`` prints and exits with (as ``sut.session.Outcome``)."""
+#: what ``run.py --nodes`` prints and exits with: the same as a local run's
+Outcome = session.Outcome
 
-    directory: Path
-    tests: list
-    summary: str
-
-    @property
-    def ok(self) -> bool:
-        return all(t.ok for t in self.tests)
-
-    @property
-    def hung(self) -> bool:
-        return any(t.hung for t in self.tests)
 
 log = logging.getLogger(__name__)
 
