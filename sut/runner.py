@@ -231,17 +231,26 @@ def run_test(cfg: Config, mode: str, backend: Backend, info: ModelInfo, dataset:
     lg.DestroyQSL(lg_qsl)
     lg.DestroySUT(lg_sut)
 
-    result.detail = logs.read_detail(outdir / "mlperf_log_detail.txt")
+    return read_back(result, cfg, dataset, len(store), outdir, notes)
+
+
+def read_back(result: TestResult, cfg: Config, dataset: Dataset, count: int, outdir: Path,
+              notes: list[str] = ()) -> TestResult:
+    """Fill ``result`` from what the finished LoadGen test logged in ``outdir``:
+    the detail log, then the verdict, metric and reasons (performance) or the
+    accuracy of ``count`` samples, also written as accuracy.txt (accuracy).
+    Shared by local runs and ``run.py --nodes``."""
+    result.detail.update(logs.read_detail(outdir / "mlperf_log_detail.txt"))
     if result.error:
         return result
-    if mode == "performance":
+    if result.mode == "performance":
         result.validity = result.detail.get("result_validity")
         result.metric = logs.metric(result.detail, cfg.scenario)
         if result.validity != "VALID":
-            result.reasons = _reasons(result.detail, notes)
+            result.reasons = _reasons(result.detail, list(notes))
     else:
         try:
-            result.accuracy = accuracy_mod.score_log(outdir / "mlperf_log_accuracy.json", dataset, len(store))
+            result.accuracy = accuracy_mod.score_log(outdir / "mlperf_log_accuracy.json", dataset, count)
             accuracy_mod.write_accuracy_txt(outdir / "accuracy.txt", result.accuracy)
         except BackendFailure as exc:
             result.error = str(exc)

@@ -25,8 +25,7 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from profiles import Config
-from sut import accuracy as accuracy_mod
-from sut import logs, runner, session, signals
+from sut import runner, session, signals
 from sut import settings as settings_mod
 from sut.completion import Completer, Watchdog
 from sut.errors import BackendFailure, ConfigError, HarnessError, Interrupted
@@ -192,21 +191,7 @@ def run_test(cfg: Config, mode: str, nodes: list, dataset, estimate, outdir: Pat
     lg.DestroyQDL(lg_qdl)
     if interrupted is not None:
         raise Interrupted(interrupted)
-    result.detail.update(logs.read_detail(outdir / "mlperf_log_detail.txt"))
-    if result.error:
-        return result
-    if mode == "performance":
-        result.validity = result.detail.get("result_validity")
-        result.metric = logs.metric(result.detail, cfg.scenario)
-        if result.validity != "VALID":
-            result.reasons = logs.invalid_reasons(result.detail)
-    else:
-        try:
-            result.accuracy = accuracy_mod.score_log(outdir / "mlperf_log_accuracy.json", dataset, count)
-            accuracy_mod.write_accuracy_txt(outdir / "accuracy.txt", result.accuracy)
-        except BackendFailure as exc:
-            result.error = str(exc)
-    return result
+    return runner.read_back(result, cfg, dataset, count, outdir)
 
 
 def _nothing(indices) -> None:
