@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from backends.base import BackendOptions, ModelInfo, TensorSpec  # noqa: E402
-from datasets.base import Dataset, argmax_classes  # noqa: E402
+from datasets.base import Dataset, argmax_classes, argmax_writer  # noqa: E402
 from datasets.cache import SampleStore  # noqa: E402
 from profiles import Config  # noqa: E402
 
@@ -106,6 +106,9 @@ class ArrayDataset(Dataset):
 
     def postprocess(self, outputs, info):
         return argmax_classes(outputs, self.label_offset)
+
+    def response_writer(self, info):
+        return argmax_writer(self.label_offset)
 
 
 def random_store(spec: TensorSpec, count: int, seed: int = 0) -> SampleStore:

@@ -15,8 +15,8 @@ Two kinds of figure:
   one preallocated buffer (``benchmarks.harness_overhead.run_bare``), both in
   the same LoadGen build and settings.
 * **steps**, per call: each piece of our per-query path alone in a loop
-  (row lookup, predict call, postprocess, response building, the Completer's
-  bookkeeping, the Watchdog's per-call marks), so a regression shows where it
+  (sample lookup, predict call, postprocess, response objects, the
+  Completer's bookkeeping, the Watchdog's per-call marks), so a regression shows where it
   came from. Steps do not add up to the end-to-end figure exactly: that also
   holds LoadGen's own work and thread hand-offs.
 
@@ -78,43 +78,45 @@ def child_end_to_end(kind: str, case: str, n: int) -> None:
 
 def _steps():
     """name -> (setup() -> call) for each step of our per-query path, called once per iteration."""
-    import numpy as np
-
     from benchmarks import harness_overhead as ho
-    from sut.completion import Completer
+    from sut.completion import Calls, Completer, ResponseSlots
     from sut.qsl import QuerySampleLibrary
 
     backend, info, dataset, store = ho.null_parts(64)
     qsl = QuerySampleLibrary(store, 64)
     qsl.load(list(range(64)))
-    one = store.rows([3])
+    one = qsl.single(3)
     outputs = backend.predict(one, 0)
+    writer = dataset.response_writer(info)
+    slots = ResponseSlots()
 
     def completer_call():
         import sut.completion as completion
 
         completion.lg = _NoLoadGen()  # bookkeeping only: LoadGen's own call is in the end-to-end figure
         completer = Completer()
-        responses = np.zeros((1, 1), np.float32)
+        objects = slots.objects([7])
 
         def call():
-            token = completer.start([7])
-            completer.finish(token, responses)
+            completer.complete(completer.start([7]), objects)
         return call
 
-    def response_call():
-        import mlperf_loadgen as lg
+    def watchdog_call():
+        calls = Calls(1)
 
-        buffer = np.zeros(4, np.uint8)
-        address = buffer.ctypes.data
-        return lambda: [lg.QuerySampleResponse(7, address, 4)]
+        def call():  # what Predictor does around every backend call
+            calls.running[0] = 1
+            calls.running[0] = 0
+            calls.done[0] += 1
+        return call
 
     return {
-        "row lookup (qsl.rows, 1 index)": lambda: (lambda: qsl.rows([3])),
+        "sample lookup (qsl.single)": lambda: (lambda: qsl.single(3)),
         "predict call (null backend)": lambda: (lambda: backend.predict(one, 0)),
-        "postprocess (argmax, 1 row)": lambda: (lambda: dataset.postprocess(outputs, info)),
-        "response object (QuerySampleResponse)": response_call,
-        "completion bookkeeping (Completer start+finish)": completer_call,
+        "postprocess (response writer: argmax, 1 row)": lambda: (lambda: writer.write(outputs, slots.buffer(1, 1))),
+        "response objects (ResponseSlots.objects, 1 id)": lambda: (lambda: slots.objects([7])),
+        "completion bookkeeping (Completer start+complete)": completer_call,
+        "watchdog marks (Calls, per backend call)": watchdog_call,
     }
 
 
@@ -198,6 +200,7 @@ def steps() -> list[list]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="end to end SingleStream only")
+    p.add_argument("--case", action="append", choices=list(TARGETS), help="end to end this case only (repeatable)")
     p.add_argument("--repeat", type=int, default=1, help="measure everything this many times (all printed)")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -214,7 +217,7 @@ def main(argv=None) -> int:
         return 5
     from benchmarks.harness_overhead import table
 
-    cases = ["SingleStream"] if args.quick else ["SingleStream", "MultiStream", "Offline b1", "Offline b64"]
+    cases = args.case or (["SingleStream"] if args.quick else list(TARGETS))
     results = []
     for i in range(args.repeat):
         t0 = time.monotonic()
@@ -222,7 +225,7 @@ def main(argv=None) -> int:
         print(table(f"Instructions per query/sample, null backend: ours vs a bare LoadGen FastSUT "
                     f"(callgrind slopes; run {i + 1})", ["figure", "bare", "ours", "ours-bare", "ours/bare",
                                                         "target"], rows))
-        step_rows = [] if args.quick else steps()
+        step_rows = [] if args.quick or args.case else steps()
         if step_rows:
             print(table("Instructions per call of each step of our per-query path", ["step", "instructions"],
                         step_rows))

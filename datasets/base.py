@@ -116,10 +116,42 @@ class Dataset(abc.ABC):
     def postprocess(self, outputs: np.ndarray, info: ModelInfo) -> np.ndarray:
         """Model outputs (batch, ...) -> responses (batch, k) of RESPONSE_DTYPE."""
 
+    def response_writer(self, info: ModelInfo) -> ResponseWriter | None:
+        """:meth:`postprocess` bound to one loaded model, writing into memory
+        the SUT allocated once instead of returning a new array: the per-query
+        hot path (``sut.scenarios.Predictor.into``). None (the default): the
+        SUT calls :meth:`postprocess` and copies its result, which costs a
+        few thousand instructions per query more. A writer must give exactly
+        what :meth:`postprocess` gives (tests/datasets check ours)."""
+        return None
+
     def score(self, predictions: Mapping[int, np.ndarray]) -> Accuracy:
         """Top-1 over unique sample indices; ``predictions[i][0]`` is the class."""
         good = sum(int(round(float(p[0]))) == self.labels[i] for i, p in predictions.items())
         return Accuracy(good=good, total=len(predictions))
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseWriter:
+    """``write(outputs, out)`` puts the responses to ``outputs`` (a batch of
+    ``n`` model outputs) into ``out[:n]``; ``out`` is a preallocated
+    RESPONSE_DTYPE array of ``width`` columns and at least ``n`` rows."""
+
+    width: int
+    write: Callable[[np.ndarray, np.ndarray], None]
+
+
+def argmax_writer(offset: int = 0) -> ResponseWriter:
+    """:func:`argmax_classes` writing into a preallocated (rows, 1) array."""
+
+    def write(outputs: np.ndarray, out: np.ndarray) -> None:
+        n = len(outputs)
+        if n == 1:  # one sample: a flat argmax and one scalar store, no array made
+            out[0, 0] = outputs.argmax() - offset
+        else:
+            out[:n, 0] = np.argmax(outputs.reshape(n, -1), axis=1) - offset
+
+    return ResponseWriter(1, write)
 
 
 def argmax_classes(outputs: np.ndarray, offset: int = 0) -> np.ndarray:

@@ -9,6 +9,7 @@ dataset option.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from backends.base import LAYOUTS, ModelInfo, TensorSpec
 from datasets import image_preprocessing, index
-from datasets.base import Dataset, argmax_classes
+from datasets.base import Dataset, ResponseWriter, argmax_classes, argmax_writer
 from sut.errors import ConfigError, DatasetError, ModelError
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,15 @@ class ImageNet(Dataset):
 
     # --- responses ----------------------------------------------------------
     def postprocess(self, outputs: np.ndarray, info: ModelInfo) -> np.ndarray:
-        classes = int(np.prod(info.output.shape))
-        return argmax_classes(outputs, offset=1 if classes == NUM_LABELS + 1 else 0)
+        return argmax_classes(outputs, offset=_label_offset(info))
+
+    def response_writer(self, info: ModelInfo) -> ResponseWriter:
+        return argmax_writer(offset=_label_offset(info))
+
+
+def _label_offset(info: ModelInfo) -> int:
+    """1 for a model with a background class first (1001 outputs), else 0."""
+    return 1 if math.prod(info.output.shape) == NUM_LABELS + 1 else 0
 
 
 def read_val_map(val_map: str, directory: str) -> tuple[list[str], list[int]]:

@@ -40,7 +40,7 @@ import numpy as np
 
 from backends.base import ModelInfo, TensorSpec
 from datasets import index, mfcc
-from datasets.base import Dataset, argmax_classes
+from datasets.base import Dataset, ResponseWriter, argmax_classes, argmax_writer
 from datasets.quantize import quantize, quantize_truncate
 from datasets.wav import read_wav
 from sut.errors import ConfigError, DatasetError, ModelError
@@ -159,6 +159,9 @@ class SpeechCommands(Dataset):
     # --- responses -------------------------------------------------------------
     def postprocess(self, outputs: np.ndarray, info: ModelInfo) -> np.ndarray:
         return argmax_classes(outputs)
+
+    def response_writer(self, info: ModelInfo) -> ResponseWriter:
+        return argmax_writer()
 
 
 def scan_test_set(root: Path) -> list[list[str]]:

@@ -18,16 +18,28 @@ import time
 import mlperf_loadgen as lg
 import numpy as np
 
+from datasets.base import RESPONSE_DTYPE
 from sut.errors import BackendFailure
 
 log = logging.getLogger(__name__)
 
 
 class Completer:
+    """Registers work under tokens and completes each piece exactly once.
+
+    The hot path (:meth:`start`, :meth:`finish`, :meth:`complete`) takes no
+    lock: every claim on a piece of work is one atomic ``dict.pop`` (or
+    ``popitem``), so of the worker completing it and :meth:`fail` completing
+    everything empty exactly one wins. :meth:`start` registers first and
+    checks for a failure after, taking its own work back when one came in
+    between (a :meth:`fail` that drained the table before the work was in it).
+    """
+
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # fail() only: one error is kept
         self._outstanding: dict[int, tuple[list[int], float]] = {}
         self._tokens = itertools.count()
+        self._failed = False  # failed.is_set(), as a plain attribute for the hot path
         self.failed = threading.Event()
         self.error: BaseException | None = None
         #: samples completed with an answer (read by the progress line and the watchdog)
@@ -38,18 +50,32 @@ class Completer:
     def start(self, ids: list[int]) -> int | None:
         """Register work for ``ids``; returns its token, or None after a failure
         (the ids are then already completed empty)."""
-        with self._lock:
-            if not self.failed.is_set():
-                token = next(self._tokens)
-                self._outstanding[token] = (ids, time.monotonic())
+        if not self._failed:
+            token = next(self._tokens)
+            table = self._outstanding
+            table[token] = (ids, time.monotonic())
+            if not self._failed:
                 return token
+            if table.pop(token, None) is None:
+                return None  # a failure came in between, and fail() took it: it completes it
         _complete_empty(ids)
         return None
 
+    def complete(self, token: int, responses: list) -> None:
+        """Complete the ids of ``token`` with ``responses``, LoadGen response
+        objects in the order of the ids (:meth:`ResponseSlots.objects`)."""
+        entry = self._outstanding.pop(token, None)
+        if entry is None:
+            return  # already completed empty after a failure
+        now = time.monotonic()
+        lg.QuerySamplesComplete(responses)
+        self.latencies.add(token, entry[1], now, len(responses))
+        self.completed_samples += len(responses)
+
     def finish(self, token: int, responses: np.ndarray) -> None:
-        """Complete the ids of ``token`` with one row of ``responses`` each."""
-        with self._lock:
-            entry = self._outstanding.pop(token, None)
+        """Complete the ids of ``token`` with one row of ``responses`` each
+        (an array the caller keeps alive until this returns)."""
+        entry = self._outstanding.pop(token, None)
         if entry is None:
             return  # already completed empty after a failure
         now = time.monotonic()
@@ -69,8 +95,7 @@ class Completer:
 
     def discard(self, token: int) -> None:
         """Complete the ids of ``token`` empty (work skipped after a failure)."""
-        with self._lock:
-            entry = self._outstanding.pop(token, None)
+        entry = self._outstanding.pop(token, None)
         if entry is not None:
             _complete_empty(entry[0])
 
@@ -80,9 +105,14 @@ class Completer:
             if self.error is None:
                 self.error = error
                 log.debug("run failed: %s", error)  # the CLI reports it: one error line
+            self._failed = True
             self.failed.set()
             pending, self._outstanding = self._outstanding, {}
-        for ids, _ in pending.values():
+        while True:
+            try:  # one claim at a time: a worker may be popping its own token meanwhile
+                _, (ids, _) = pending.popitem()
+            except KeyError:
+                break
             _complete_empty(ids)
 
     def outstanding(self) -> int:
@@ -91,8 +121,51 @@ class Completer:
 
     def outstanding_samples(self) -> int:
         """Samples registered and not yet completed (for messages: walks every piece)."""
-        with self._lock:
-            return sum(len(ids) for ids, _ in self._outstanding.values())
+        return sum(len(entry[0]) for entry in list(self._outstanding.values()))
+
+
+class ResponseSlots:
+    """Response rows and the LoadGen response objects pointing at them, made
+    once and reused for every query one thread completes.
+
+    Building a ``QuerySampleResponse`` and reading an array's address
+    (``ndarray.ctypes.data``) cost about 5,000 and 11,000 instructions; here
+    both happen when the slots are made or grow, and a query only sets the
+    ids (:meth:`objects`). ``QuerySamplesComplete`` copies what it needs
+    before it returns, so the next query may overwrite the rows. One owner
+    thread per instance: the issuing thread of an inline SUT, or one worker.
+    """
+
+    __slots__ = ("rows", "width", "out", "_objects", "_one")
+
+    def __init__(self, rows: int = 1, width: int = 1):
+        self.rows, self.width = 0, 0
+        self._make(max(1, rows), max(1, width))
+
+    def _make(self, rows: int, width: int) -> None:
+        self.out = np.zeros((rows, width), RESPONSE_DTYPE)
+        row_bytes = width * self.out.itemsize
+        base = self.out.ctypes.data
+        self._objects = [lg.QuerySampleResponse(0, base + k * row_bytes, row_bytes) for k in range(rows)]
+        self._one = self._objects[:1]
+        self.rows, self.width = rows, width
+
+    def buffer(self, n: int, width: int) -> np.ndarray:
+        """The response array (at least ``n`` rows of ``width``); writes to its
+        first ``n`` rows are what :meth:`objects` hands to LoadGen."""
+        if n > self.rows or width != self.width:
+            self._make(max(n, self.rows if width == self.width else 1), width)
+        return self.out
+
+    def objects(self, ids: list[int]) -> list:
+        """Response objects for ``ids``, in order, pointing at the buffer's first rows."""
+        if len(ids) == 1:
+            self._one[0].id = ids[0]
+            return self._one
+        objects = self._objects[:len(ids)]
+        for obj, i in zip(objects, ids):
+            obj.id = i
+        return objects
 
 
 def _complete_empty(ids: list[int]) -> None:

@@ -24,10 +24,10 @@ class QuerySampleLibrary:
         self.total_count = len(store)
         self.performance_count = min(performance_count, self.total_count)
         self._rows = np.full(self.total_count, -1, dtype=np.int64)
-        #: ``_rows`` as a Python list, for :meth:`row` (a list index is far cheaper than a NumPy scalar)
-        self._row_list: list[int] = self._rows.tolist()
         self._data: np.ndarray | None = None
         self._singles: list[np.ndarray] = []
+        #: dataset index -> its one-row view (:meth:`single`)
+        self._single_of: dict[int, np.ndarray] = {}
 
     def load(self, indices: list[int]) -> None:
         wanted = np.unique(np.asarray(indices, dtype=np.int64))
@@ -36,16 +36,17 @@ class QuerySampleLibrary:
         data = self.store.rows(wanted)
         self._rows[:] = -1
         self._rows[wanted] = np.arange(len(wanted))
-        self._row_list = self._rows.tolist()
         self._data = data
         self._singles = [data[i:i + 1] for i in range(len(data))]
+        self._single_of = dict(zip(wanted.tolist(), self._singles))
         log.debug("loaded %d samples (%.1f MB)", len(wanted), data.nbytes / 1e6)
 
     def unload(self, indices: list[int]) -> None:
         self._rows[np.asarray(indices, dtype=np.int64)] = -1
-        self._row_list = self._rows.tolist()
+        for index in np.asarray(indices, dtype=np.int64).tolist():
+            self._single_of.pop(index, None)
         if not (self._rows >= 0).any():
-            self._data, self._singles = None, []
+            self._data, self._singles, self._single_of = None, [], {}
 
     @property
     def loaded_count(self) -> int:
@@ -62,12 +63,12 @@ class QuerySampleLibrary:
         that take one sample per call."""
         return self._singles
 
-    def row(self, index: int) -> int:
-        """Row of :attr:`data` holding dataset ``index`` (the one-sample fast path of :meth:`rows`)."""
-        row = self._row_list[index]
-        if row < 0:
-            raise KeyError(f"sample {index} was not loaded by LoadGen")
-        return row
+    def single(self, index: int) -> np.ndarray:
+        """Dataset ``index``'s sample as a one-row view (the one-sample hot path)."""
+        try:
+            return self._single_of[index]
+        except KeyError:
+            raise KeyError(f"sample {index} was not loaded by LoadGen") from None
 
     def rows(self, indices) -> np.ndarray:
         """Rows of :attr:`data` holding dataset ``indices``; KeyError for a sample not loaded."""

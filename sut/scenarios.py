@@ -19,7 +19,7 @@ import numpy as np
 
 from backends.base import Backend, ModelInfo
 from datasets.base import Dataset
-from sut.completion import Calls, Completer
+from sut.completion import Calls, Completer, ResponseSlots
 from sut.errors import BackendFailure
 from sut.qsl import QuerySampleLibrary
 
@@ -46,24 +46,45 @@ class Predictor:
         self._one_at_a_time = info.max_batch_size == 1
         self.calls = calls if calls is not None else Calls(info.instances)
         self.each_chunk = max(1, each_chunk) if each_chunk else None
+        #: the dataset's postprocessing bound to this model, writing into preallocated responses
+        self._writer = dataset.response_writer(info)
 
     def __call__(self, indices, instance: int = 0) -> np.ndarray:
+        """The responses to ``indices`` (dataset indices), one row each, as a new array."""
+        outputs = self._predict_one(indices[0], instance) if len(indices) == 1 else self._outputs(indices, instance)
+        # one postprocess call per query or queue item, not per model batch
+        return np.ascontiguousarray(self.dataset.postprocess(outputs, self.info))
+
+    def into(self, indices, instance: int, slots: ResponseSlots) -> None:
+        """The responses to ``indices`` written into the first rows of ``slots``'
+        buffer: the per-query hot path. With the dataset's
+        :meth:`~datasets.base.Dataset.response_writer` no array is made."""
         if len(indices) == 1:  # SingleStream and Server: the per-query cost is the overhead
-            return np.ascontiguousarray(self.dataset.postprocess(self._predict_one(indices[0], instance), self.info))
+            outputs = self._predict_one(indices[0], instance)
+        else:
+            outputs = self._outputs(indices, instance)
+        writer = self._writer
+        if writer is not None:
+            writer.write(outputs, slots.buffer(len(outputs), writer.width))
+            return
+        responses = self.dataset.postprocess(outputs, self.info)
+        if len(responses) != len(outputs):
+            raise BackendFailure(f"postprocessing gave {len(responses)} responses for {len(outputs)} samples")
+        slots.buffer(len(responses), responses.shape[1])[:len(responses)] = responses
+
+    def _outputs(self, indices, instance) -> np.ndarray:
+        """Model outputs for several samples, in model batches the backend accepts."""
         rows = self.qsl.rows(indices)
         n = len(rows)
         if self.info.accepts_batch(n):
-            outputs = self._predict(rows, instance)
-        elif self._one_at_a_time:
-            outputs = self._predict_each(rows, instance)
-        else:
-            parts, start = [], 0
-            for size in self.info.split_batch(n):
-                parts.append(self._predict(rows[start:start + size], instance))
-                start += size
-            outputs = np.concatenate(parts)
-        # one postprocess call per query or queue item, not per model batch
-        return np.ascontiguousarray(self.dataset.postprocess(outputs, self.info))
+            return self._predict(rows, instance)
+        if self._one_at_a_time:
+            return self._predict_each(rows, instance)
+        parts, start = [], 0
+        for size in self.info.split_batch(n):
+            parts.append(self._predict(rows[start:start + size], instance))
+            start += size
+        return np.concatenate(parts)
 
     def _predict(self, rows, instance):
         calls = self.calls
@@ -78,7 +99,7 @@ class Predictor:
     def _predict_one(self, index, instance):
         calls = self.calls
         calls.running[instance] = 1
-        outputs = self.backend.predict(self.qsl.singles[self.qsl.row(index)], instance)
+        outputs = self.backend.predict(self.qsl.single(index), instance)
         calls.running[instance] = 0
         calls.done[instance] += 1
         if len(outputs) != 1:
@@ -151,18 +172,19 @@ class WorkerPool:
     def submit(self, ids, indices) -> None:
         token = self.completer.start(ids)
         if token is not None:
-            self.queue.put((token, indices))
+            self.queue.put((token, ids, indices))
 
     def _work(self, instance: int) -> None:
         get = self.queue.get
+        slots = ResponseSlots()  # this worker's responses, reused for every item it completes
         while True:
             item = get()
             if item is None:
                 return
             items = [item]
-            if len(item[1]) < self.max_batch:
-                self._gather(items, len(item[1]))
-            self._run(items, instance)
+            if len(item[2]) < self.max_batch:
+                self._gather(items, len(item[2]))
+            self._run(items, instance, slots)
 
     def _gather(self, items: list, samples: int) -> None:
         """Add waiting items to ``items`` until ``max_batch`` samples (or the timeout)."""
@@ -185,27 +207,29 @@ class WorkerPool:
                 self.queue.put(None)  # the stop signal is for this worker's next get()
                 return
             items.append(item)
-            samples += len(item[1])
+            samples += len(item[2])
 
-    def _run(self, items: list, instance: int) -> None:
+    def _run(self, items: list, instance: int, slots: ResponseSlots) -> None:
         completer = self.completer
-        if completer.failed.is_set():
-            for token, _ in items:
+        if completer._failed:
+            for token, _, _ in items:
                 completer.discard(token)
             return
-        if len(items) == 1:
-            indices = items[0][1]
-        else:
-            indices = [i for _, part in items for i in part]
         try:
-            responses = self.predictor(indices, instance)
+            if len(items) == 1:
+                token, ids, indices = items[0]
+                self.predictor.into(indices, instance, slots)
+                completer.complete(token, slots.objects(ids))
+                return
+            self.predictor.into([i for _, _, part in items for i in part], instance, slots)
+            objects = slots.objects([i for _, ids, _ in items for i in ids])
         except BaseException as exc:  # reported by the runner; the run must not hang
             completer.fail(exc)
             return
         start = 0
-        for token, part in items:
-            completer.finish(token, responses[start:start + len(part)])
-            start += len(part)
+        for token, ids, _ in items:
+            completer.complete(token, objects[start:start + len(ids)])
+            start += len(ids)
 
     def close(self, timeout: float = 1.0) -> None:
         for _ in self.threads:
@@ -228,6 +252,8 @@ class BaseSUT:
         self.instances, self.max_batch = instances, max_batch
         self.batch_timeout_s = batch_timeout_s
         self.pool: WorkerPool | None = None
+        #: responses of the queries answered inline (LoadGen's issue thread only)
+        self.slots = ResponseSlots()
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
         try:
@@ -242,15 +268,17 @@ class BaseSUT:
         raise NotImplementedError
 
     def _inline(self, ids, indices) -> None:
-        token = self.completer.start(ids)
+        """Answer on LoadGen's thread, into this SUT's own response slots."""
+        completer = self.completer
+        token = completer.start(ids)
         if token is None:
             return
         try:
-            responses = self.predictor(indices, 0)
+            slots = self.slots
+            self.predictor.into(indices, 0, slots)
+            completer.complete(token, slots.objects(ids))
         except BaseException as exc:
-            self.completer.fail(exc)
-            return
-        self.completer.finish(token, responses)
+            completer.fail(exc)
 
     def _pool(self) -> WorkerPool:
         if self.pool is None:
@@ -266,7 +294,7 @@ class BaseSUT:
 class SingleStreamSUT(BaseSUT):
     """One sample per query, answered inline on LoadGen's thread."""
 
-    def issue_impl(self, ids, indices):
+    def issue(self, ids, indices):  # the whole per-query path is the overhead: no issue_impl hop
         self._inline(ids, indices)
 
 

@@ -15,8 +15,9 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
-from sut.completion import Calls, Completer, Watchdog
+from sut.completion import Calls, Completer, ResponseSlots, Watchdog
 from sut.errors import BackendFailure
 
 #: bound on every wait for another thread (generous: the machine is shared)
@@ -185,6 +186,67 @@ def test_concurrent_finish_and_fail_complete_each_id_exactly_once(completions):
     values = completions.values()  # asserts no duplicates
     assert sorted(values) == list(range(2000))
     assert all(v in ([], [float(i)]) for i, v in values.items())
+
+
+def test_concurrent_start_complete_and_fail_complete_each_id_exactly_once(completions):
+    """Threads registering and completing new work while the run fails: the
+    lock-free start either returns a token whose work completes once, or
+    completes the ids empty itself; none is lost, none completed twice."""
+    completer = Completer()
+    barrier = threading.Barrier(3, timeout=WAIT_S)
+
+    def issue(ids):
+        slots = ResponseSlots()
+        barrier.wait()
+        for i in ids:
+            token = completer.start([i])
+            if token is not None:
+                slots.buffer(1, 1)[0, 0] = i
+                completer.complete(token, slots.objects([i]))
+
+    threads = [threading.Thread(target=issue, args=(range(k, 4000, 2),)) for k in range(2)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    time.sleep(0.001)
+    completer.fail(RuntimeError("watchdog"))
+    for t in threads:
+        t.join(WAIT_S)
+    values = completions.values()  # asserts no duplicates
+    assert sorted(values) == list(range(4000))
+    assert all(v in ([], [float(i)]) for i, v in values.items())
+    assert completer.outstanding() == 0
+
+
+# --- ResponseSlots --------------------------------------------------------------------
+
+def test_slots_objects_point_at_the_buffer_rows_in_id_order(completions):
+    slots = ResponseSlots()
+    out = slots.buffer(3, 2)
+    out[:3] = [[1, 2], [3, 4], [5, 6]]
+    completer = Completer()
+    completer.complete(completer.start([7, 8, 9]), slots.objects([7, 8, 9]))
+    assert completions.values() == {7: [1.0, 2.0], 8: [3.0, 4.0], 9: [5.0, 6.0]}
+
+
+def test_slots_are_reused_and_every_completion_keeps_its_own_values(completions):
+    slots, completer = ResponseSlots(), Completer()
+    out = slots.buffer(1, 1)
+    for i in range(5):
+        assert slots.buffer(1, 1) is out  # made once
+        out[0, 0] = 10 * i
+        completer.complete(completer.start([i]), slots.objects([i]))
+    assert completions.values() == {i: [10.0 * i] for i in range(5)}
+
+
+@pytest.mark.parametrize("first,then", [((1, 1), (4, 1)), ((4, 1), (2, 3)), ((2, 3), (1, 1))])
+def test_slots_grow_or_change_width_when_asked(first, then):
+    slots = ResponseSlots(*first)
+    out = slots.buffer(*then)
+    assert out.shape[0] >= then[0] and out.shape[1] == then[1] and out.dtype == np.float32
+    objects = slots.objects(list(range(then[0])))
+    assert [o.size for o in objects] == [4 * then[1]] * then[0]
+    assert [o.data for o in objects] == [out.ctypes.data + k * 4 * then[1] for k in range(then[0])]
 
 
 # --- Watchdog.check: the logic, driven by hand with made-up times ---------------------

@@ -18,6 +18,7 @@ import pytest
 
 from backends.base import Backend, ModelInfo, TensorSpec
 from benchmarks.harness_overhead import ArrayDataset
+from datasets.base import ResponseWriter
 from datasets.cache import SampleStore
 from sut import scenarios
 from sut.completion import Completer
@@ -71,6 +72,19 @@ class EchoDataset(ArrayDataset):
         self.postprocessed.append(len(outputs))
         return outputs * np.float32(10)
 
+    def response_writer(self, info):
+        return None  # the SUT copies postprocess's result
+
+
+class WritingEchoDataset(EchoDataset):
+    """The same responses through a response writer (the SUT's hot path)."""
+
+    def response_writer(self, info):
+        def write(outputs, out):
+            self.postprocessed.append(len(outputs))
+            out[:len(outputs)] = outputs * np.float32(10)
+        return ResponseWriter(1, write)
+
 
 class Gate:
     """Holds the first predict call until opened; optionally it then raises."""
@@ -94,10 +108,10 @@ class Gate:
 class Parts:
     """A model, dataset, loaded QSL, predictor and completer for one test."""
 
-    def __init__(self, samples: int = 64, **model):
+    def __init__(self, samples: int = 64, writer: bool = False, **model):
         self.backend = EchoBackend(**model)
         self.info = self.backend.load(None)
-        self.dataset = EchoDataset(samples)
+        self.dataset = (WritingEchoDataset if writer else EchoDataset)(samples)
         self.qsl = QuerySampleLibrary(SampleStore(np.arange(samples, dtype=np.float32).reshape(-1, 1)), samples)
         self.qsl.load(list(range(samples)))
         self.predictor = Predictor(self.backend, self.info, self.dataset, self.qsl)
@@ -125,12 +139,14 @@ class Parts:
             assert not any(t.is_alive() for t in pool.threads), "a worker did not stop"
 
 
-@pytest.fixture
-def make(completions):
+@pytest.fixture(params=["postprocess", "writer"])
+def make(completions, request):
+    """Parts for one test, run once with the dataset's postprocess copied into
+    the responses and once with its response writer."""
     made: list[Parts] = []
 
     def factory(**kwargs) -> Parts:
-        made.append(Parts(**kwargs))
+        made.append(Parts(writer=request.param == "writer", **kwargs))
         return made[-1]
 
     yield factory
