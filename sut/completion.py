@@ -99,6 +99,11 @@ class Completer:
         if entry is not None:
             _complete_empty(entry[0])
 
+    def reject(self, ids: list[int]) -> None:
+        """Complete ``ids`` empty: samples LoadGen issued that were never
+        registered (the SUT failed before it could queue them)."""
+        _complete_empty(ids)
+
     def fail(self, error: BaseException) -> None:
         """Record the first error and complete everything outstanding, empty."""
         with self._lock:

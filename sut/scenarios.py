@@ -212,7 +212,7 @@ class WorkerPool:
     def _run(self, items: list, instance: int, slots: ResponseSlots) -> None:
         completer = self.completer
         if completer._failed:
-            for token, _, _ in items:
+            for token, *_ in items:
                 completer.discard(token)
             return
         try:
@@ -323,17 +323,19 @@ class OfflineSUT(BaseSUT):
         pool = self._pool()
         n = len(ids)
         item = self._item_size(n)
-        if self.max_batch == 1:
-            for start in range(0, n, item):
-                pool.submit(ids[start:start + item], indices[start:start + item])
-            return
-        # Offline may answer in any order: batch the samples so that model
-        # batches are runs of consecutive QSL rows, which go to the backend as
-        # views instead of gathered copies
-        order = consecutive_runs(self.predictor.qsl.rows(indices))
-        ids, indices = np.asarray(ids)[order], np.asarray(indices)[order]
-        for start in range(0, n, item):
-            pool.submit(ids[start:start + item].tolist(), indices[start:start + item])
+        queued = 0
+        try:
+            if self.max_batch > 1:
+                # Offline may answer in any order: batch the samples so that model
+                # batches are runs of consecutive QSL rows, which go to the backend
+                # as views instead of gathered copies
+                order = consecutive_runs(self.predictor.qsl.rows(indices))
+                ids, indices = np.asarray(ids)[order].tolist(), np.asarray(indices)[order]
+            for queued in range(0, n, item):
+                pool.submit(ids[queued:queued + item], indices[queued:queued + item])
+        except BaseException:
+            self.completer.reject(ids[queued:])  # LoadGen waits for every sample it issued
+            raise
 
     def _item_size(self, n: int) -> int:
         """Samples per queue item: whole model batches; enough items to keep

@@ -395,6 +395,18 @@ def test_an_exception_in_issue_fails_the_run_instead_of_escaping(make, completio
     assert completions.values() == {ID_BASE + 6: []}
 
 
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_an_offline_query_that_cannot_be_queued_completes_every_sample_empty(make, completions, max_batch):
+    parts = make(samples=20, max_batch_size=max_batch)
+    sut = parts.sut(OfflineSUT, max_batch=max_batch)
+    parts.qsl.unload([6])
+    sut.issue([ID_BASE + i for i in range(20)], list(range(20)))
+    completions.wait_for(20)
+    assert isinstance(parts.completer.error, KeyError)
+    values = completions.values()  # each once
+    assert sorted(values) == [ID_BASE + i for i in range(20)] and values[ID_BASE + 6] == []
+
+
 def test_multi_stream_one_instance_is_one_inline_batch(make, completions):
     parts = make(max_batch_size=8)
     sut = parts.sut(MultiStreamSUT, max_batch=8)
@@ -436,9 +448,9 @@ def submitted_items(monkeypatch):
     sizes: list[int] = []
     submit = WorkerPool.submit
 
-    def record(pool, ids, indices):
+    def record(pool, ids, *args):
         sizes.append(len(ids))
-        submit(pool, ids, indices)
+        submit(pool, ids, *args)
 
     monkeypatch.setattr(scenarios.WorkerPool, "submit", record)
     return sizes
