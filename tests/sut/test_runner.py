@@ -237,7 +237,7 @@ def test_failing_sample_load_gives_one_line_error(tmp_path):
     assert_failed_with(result, r"^loading samples failed: disk went away$")
 
 
-@pytest.mark.parametrize("scenario,instances", [("Offline", 1), ("Server", 1), ("MultiStream", 2)])
+@pytest.mark.parametrize("scenario,instances", [("Offline", 1), ("Server", 2), ("MultiStream", 2)])
 def test_hanging_backend_is_caught_by_the_watchdog(tmp_path, stuck, scenario, instances):
     result = run(tmp_path, stuck(after=20, instances=instances), scenario, sample_timeout_s=0.5)
     assert_failed_with(result, r"^backend gave no answer for [\d.]+ s: a (batch|predict_each call) of \d+ "
@@ -281,12 +281,14 @@ def test_hang_is_reported_after_the_timeout_not_before(tmp_path, stuck):
     assert age >= 0.5
 
 
-def test_backend_stuck_on_loadgens_thread_is_reported_hung(tmp_path, stuck, monkeypatch):
-    """SingleStream predicts on LoadGen's own thread: the watchdog fails the run,
-    but LoadGen cannot finish; run_test must still return."""
+@pytest.mark.parametrize("scenario", ["SingleStream", "Server"])
+def test_backend_stuck_on_loadgens_thread_is_reported_hung(tmp_path, stuck, monkeypatch, scenario):
+    """SingleStream, and Server with one instance and no batching, predict on
+    LoadGen's own thread: the watchdog fails the run, but LoadGen cannot
+    finish; run_test must still return."""
     monkeypatch.setattr(runner, "FAILURE_GRACE_S", 0.5)
     backend = stuck(after=20)
-    result = run(tmp_path, backend, "SingleStream", sample_timeout_s=0.5)
+    result = run(tmp_path, backend, scenario, sample_timeout_s=0.5)
     assert result.hung and not result.ok
     assert "no answer for" in result.error and result.error.endswith("LoadGen did not finish, process must exit")
     # let LoadGen finish before the next test uses it

@@ -492,8 +492,8 @@ def test_server_queries_go_on_the_queue_and_are_gathered(make, completions):
 
 def test_server_with_max_batch_one_never_gathers(make, completions):
     gate = Gate()
-    parts = make(hook=gate)
-    sut = parts.sut(ServerSUT, batch_timeout_s=WAIT_S)
+    parts = make(hook=gate, instances=2)
+    sut = parts.sut(ServerSUT, instances=2, batch_timeout_s=WAIT_S)
     sut.issue([ID_BASE], [0])
     gate.wait_until_held()
     sut.issue([ID_BASE + 1], [1])
@@ -501,6 +501,16 @@ def test_server_with_max_batch_one_never_gathers(make, completions):
     gate.opened.set()
     completions.wait_for(3)
     assert parts.backend.sizes == [1, 1, 1]
+    assert completions.values() == answers(range(3))
+
+
+def test_server_with_one_instance_and_no_batching_answers_inline(make, completions):
+    parts = make()
+    sut = parts.sut(ServerSUT, batch_timeout_s=WAIT_S)
+    for i in range(3):
+        sut.issue([ID_BASE + i], [i])
+        assert completions.values() == answers(range(i + 1))  # done before issue returns
+    assert sut.pool is None and parts.backend.calls == [(1, 0)] * 3
 
 
 @pytest.mark.parametrize("rows,expected", [
