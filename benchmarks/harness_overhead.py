@@ -16,7 +16,11 @@ for the highest target QPS each SUT sustains VALID.
 Also the shared helpers the other benchmarks use (tables, medians, in-process
 runs of our harness on an in-memory dataset).
 
-    .venv/bin/python -m benchmarks.harness_overhead [--quick] [--repeats N]
+It first prints the instruction counts of ``benchmarks.instructions`` (the
+same cases; ``--quick``: SingleStream only), which repeat exactly whatever
+the machine is doing and which the targets hold on, then the times.
+
+    .venv/bin/python -m benchmarks.harness_overhead [--quick] [--repeats N] [--no-instructions]
 """
 
 from __future__ import annotations
@@ -372,7 +376,18 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="short runs, one repeat")
     p.add_argument("--repeats", type=int, help="runs per SUT and scenario (median reported)")
     p.add_argument("--scenario", action="append", choices=["SingleStream", "MultiStream", "Offline", "Server"])
+    p.add_argument("--no-instructions", action="store_true",
+                   help="time only: skip the instruction counts (benchmarks.instructions, needs valgrind)")
     args = p.parse_args(argv)
+    if not args.no_instructions:
+        # the figures the targets hold on: they repeat whatever the machine is doing
+        from benchmarks import instructions
+
+        cases = [c for c in instructions.TARGETS if (c.split()[0] in args.scenario if args.scenario else True)]
+        code = instructions.main(["--quick"] if args.quick and not args.scenario else
+                                 [arg for case in cases for arg in ("--case", case)])
+        if code:
+            return code
     print(measure(args.quick, args.repeats, args.scenario))
     return 0
 
