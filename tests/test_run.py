@@ -48,14 +48,38 @@ FAULTS = [(s, "performance", 400) for s in SCENARIOS] + [("SingleStream", "accur
                                                          ("Offline", "accuracy", 380)]
 
 
-@pytest.mark.parametrize("scenario,mode,after", FAULTS)
-@pytest.mark.parametrize("fault", ["RaisingBackend", "HangingBackend"])
-def test_backend_fault_ends_run_with_clear_error(tmp_path, scenario, mode, after, fault):
+def fault_run(tmp_path, scenario, mode, after, fault):
+    """(CompletedProcess, seconds) of one faulty run."""
     start = time.monotonic()
     proc = run_cli("--profile", "demo", *NULL_AS_DEMO[2:], "--backend", f"tests.sut.faulty_backend:{fault}",
                    "--scenario", scenario, "--mode", mode, "--quick", "--sample-timeout", "1",
                    "--max-batchsize", "1", tmp_path=tmp_path, timeout=60, env={"FAULT_AFTER": str(after)})
-    elapsed = time.monotonic() - start
+    return proc, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def fault_runs(request, tmp_path_factory):
+    """The selected faulty runs, started together: each mostly waits (a hung call's timeout, then the
+    runner's grace before it gives up on LoadGen), so six at a time take about the time of two."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [item.callspec.params for item in request.session.items
+             if getattr(item, "originalname", None) == "test_backend_fault_ends_run_with_clear_error"
+             and item.module is request.module]
+    keys = sorted({(c["scenario"], c["mode"], c["after"], c["fault"]) for c in cases}, key=lambda k: k[3])
+    with ThreadPoolExecutor(6) as pool:  # the hanging runs first: they take the longest
+        started = {}
+        for key in keys:
+            tmp = tmp_path_factory.mktemp("fault")
+            started[key] = (tmp, pool.submit(fault_run, tmp, *key))
+    return {key: (tmp, future) for key, (tmp, future) in started.items()}
+
+
+@pytest.mark.parametrize("scenario,mode,after", FAULTS)
+@pytest.mark.parametrize("fault", ["RaisingBackend", "HangingBackend"])
+def test_backend_fault_ends_run_with_clear_error(fault_runs, scenario, mode, after, fault):
+    tmp_path, future = fault_runs[(scenario, mode, after, fault)]
+    proc, elapsed = future.result()
     assert proc.returncode == 6, (proc.stdout, proc.stderr)
     assert "warm-up" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

@@ -333,15 +333,14 @@ KWS_INT8 = {"1.32.0": (183, 200), "1.19.2": (184, 200)}
 
 
 @pytest.fixture(scope="module")
-def kws_onnx():
+def kws_onnx(kws_converted):
+    """The float ONNX model of the KWS SavedModel (benchmarks.kws_onnx.convert, in a subprocess, once a
+    session: tests/backends/conftest.py)."""
     for module in ("tensorflow", "tf2onnx"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"converting the KWS model to ONNX needs {module} (pip install tf2onnx)")
     shared_path("models", "kws", "kws_ref_model")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.kws_onnx", "convert"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
+    return kws_converted["onnx"]
 
 
 def test_kws_float_onnx_scores_fp32_and_int8(kws_onnx, tmp_path):

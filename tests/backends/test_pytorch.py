@@ -1,12 +1,11 @@
 """PyTorch backend, for real on the CPU: the keyword-spotting model converted inside the test
 (SavedModel -> tf2onnx -> backends.onnx_to_torch -> TorchScript and torch.export; cached under the
-test's temporary directory, never committed), scored through run.py against the reference figures."""
+session's temporary directory, never committed), scored through run.py against the reference figures."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -16,7 +15,7 @@ import backends
 from backends.base import BackendOptions
 from sut.errors import BackendUnavailable, ConfigError, ModelError
 from tests.conftest import need_module, shared_path
-from tests.helpers import ROOT, run_cli, run_dirs
+from tests.helpers import run_cli, run_dirs
 
 SPEECH = ("data", "speech-commands-mini")
 #: run.py --accuracy on all 300 clips, by the file the model was converted from (torch 2.13.0 CPU;
@@ -26,25 +25,18 @@ TFLITE_FIGURE = "accuracy=92.000%, good=276, total=300"
 
 
 @pytest.fixture(scope="module")
-def kws(tmp_path_factory):
+def kws(kws_converted):
     """{"ts": TorchScript from the SavedModel, "pt2": torch.export of it, "tflite": TorchScript from
-    kws_ref_model_float32.tflite}, converted once per test module in a subprocess (TensorFlow stays out
-    of the test process)."""
+    kws_ref_model_float32.tflite}, converted once per session in a subprocess (TensorFlow stays out
+    of the test process; tests/backends/conftest.py: kws_converted)."""
     need_module("torch", "pip install torch==2.13.0 (the CPU build)")
     for module in ("onnx", "tensorflow", "tf2onnx"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"converting the KWS model to PyTorch needs {module} (pip install -e '.[test,tensorflow]')")
     shared_path("models", "kws", "kws_ref_model")
     shared_path("models", "kws", "kws_ref_model_float32.tflite")
-    cache = tmp_path_factory.mktemp("kws-pytorch-cache")
-    code = ("import sys; from benchmarks import kws_pytorch as k; c = sys.argv[1]\n"
-            "print(k.convert('savedmodel', 'ts', cache=c)); print(k.convert('savedmodel', 'pt2', cache=c)); "
-            "print(k.convert('tflite', 'ts', cache=c))")
-    proc = subprocess.run([sys.executable, "-c", code, str(cache)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ts, pt2, tflite = proc.stdout.strip().splitlines()[-3:]
-    return {"ts": ts, "pt2": pt2, "tflite": tflite}
+    assert all(name in kws_converted for name in ("ts", "pt2", "tflite")), kws_converted["stderr"][-3000:]
+    return {name: kws_converted[name] for name in ("ts", "pt2", "tflite")}
 
 
 def make(**options):
@@ -255,7 +247,7 @@ def test_options_checked(kws):
 def test_scenarios_valid_quick(kws, tmp_path, scenario):
     # Server: a low target with a loose bound and enough queries for LoadGen's early stopping, so a loaded
     # 2-core machine stays VALID (this tests the backend under LoadGen, not the machine's speed)
-    extra = (["--target-qps", "40", "--min-query-count", "500", "--target-latency-ms", "2000"]
+    extra = (["--target-qps", "100", "--min-query-count", "500", "--target-latency-ms", "2000"]
              if scenario == "Server" else [])
     proc = run_cli("--profile", "kws_pytorch", "--model", kws["ts"], "--dataset-path", str(shared_path(*SPEECH)),
                    "--scenario", scenario, "--mode", "performance", "--quick", "--count", "16", "--threads", "1",

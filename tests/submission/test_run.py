@@ -92,7 +92,10 @@ def test_a_drifting_backend_fails_test01(tmp_path):
 
 
 def test_a_caching_backend_fails_test04(tmp_path):
-    cfg = kws_config(tmp_path, backend="tests.submission.plugin_backends:CachingBackend", scenario="SingleStream")
+    # 400 queries (~1 s a run, as a quick run aims for): the warm-up sees the cached answers, so --quick
+    # alone would size each run at its 5000-query cap (~13 s at 2.5 ms a query); TEST04 fails the same
+    cfg = kws_config(tmp_path, backend="tests.submission.plugin_backends:CachingBackend", scenario="SingleStream",
+                     min_query_count=400)
     result = run_submission(cfg, "TestOrg", "open", user_desc_file(tmp_path), quick=True, with_compliance=True,
                             echo=lambda *a: None)
     assert result.verdicts["SingleStream/TEST04/verify_performance.txt"] == "TEST FAIL"

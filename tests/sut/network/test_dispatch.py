@@ -26,13 +26,20 @@ RUN_TIMEOUT_S = 240
 
 @pytest.fixture
 def slow_nodes(net_cache, tmp_path, demo_nodes):  # demo_nodes: the synthetic data is already in net_cache
-    nodes = []
+    def start(k):
+        calls = tmp_path / ("calls-%d" % k)
+        node = NodeProcess(*SLOW, cache=net_cache, env={"NODE_CALLS_FILE": str(calls), "NODE_DELAY_S": "0.02"})
+        node.calls = calls
+        return node
+
+    # both start at once (the cache is already written): each start-up is seconds of imports
+    with futures.ThreadPoolExecutor(2) as pool:
+        started = [pool.submit(start, k) for k in range(2)]
+    nodes = [f.result() for f in started if f.exception() is None]
     try:
-        for k in range(2):
-            calls = tmp_path / ("calls-%d" % k)
-            node = NodeProcess(*SLOW, cache=net_cache, env={"NODE_CALLS_FILE": str(calls), "NODE_DELAY_S": "0.02"})
-            node.calls = calls
-            nodes.append(node)
+        for f in started:
+            if f.exception() is not None:
+                raise f.exception()
         yield nodes
     finally:
         for node in nodes:
