@@ -21,7 +21,7 @@ from benchmarks.harness_overhead import ArrayDataset
 from datasets.base import ResponseWriter
 from datasets.cache import SampleStore
 from sut import scenarios
-from sut.completion import Completer
+from sut.completion import Completer, ResponseSlots
 from sut.errors import BackendFailure
 from sut.qsl import QuerySampleLibrary
 from sut.scenarios import MultiStreamSUT, OfflineSUT, Predictor, ServerSUT, SingleStreamSUT, WorkerPool
@@ -185,6 +185,19 @@ def test_predictor_splits_into_the_listed_batch_sizes(make, indices, sizes):
     assert parts.backend.sizes == sizes
     assert parts.dataset.postprocessed == [len(indices)]
     assert responses.ravel().tolist() == [10.0 * i for i in indices]
+
+
+@pytest.mark.parametrize("indices", [[5, 6, 7, 8, 9, 10], [9, 2, 4, 7, 1], [3, 4, 5, 6, 0, 1, 2], [7], list(range(11))])
+@pytest.mark.parametrize("batch_sizes", [None, (1, 4)])
+def test_predictor_into_writes_what_calling_it_returns(make, indices, batch_sizes):
+    """The hot path (into a response buffer, each model batch written as it
+    returns, consecutive rows passed as views) answers exactly as the plain call."""
+    parts = make(max_batch_size=4, batch_sizes=batch_sizes)
+    slots = ResponseSlots()
+    parts.predictor.into(indices, 0, slots)
+    expected = parts.predictor(indices)
+    np.testing.assert_array_equal(slots.out[:len(indices)], expected)
+    assert slots.out[:len(indices)].ravel().tolist() == [10.0 * i for i in indices]
 
 
 def test_predictor_one_sample_model_gets_every_sample_in_order(make):
