@@ -36,14 +36,47 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def accuracy_runs(request, tmp_path_factory):
+    """``run.py --accuracy`` of the selected cases, two at a time (each is one single-threaded runtime:
+    the figures do not depend on what else runs, and two share the machine's two cores); every run has
+    finished before the module's timed runs (test_every_scenario_valid_with_real_runtimes) start.
+    (profile, model, data) -> CompletedProcess; a case whose runtime or files are missing is not run
+    (its test skips for the reason)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import SHARED
+
+    selected = [item.callspec.params for item in request.session.items
+                if getattr(item, "originalname", None) == "test_accuracy_matches_reference"
+                and item.module is request.module]
+    keys = []
+    for case in selected:
+        key = (case["profile"], case["model"], case["data"])
+        try:
+            need_module(case["runtime"])
+        except pytest.skip.Exception:
+            continue
+        if key not in keys and SHARED.joinpath(key[1]).exists() and SHARED.joinpath(key[2]).exists():
+            keys.append(key)
+
+    def accuracy(key):
+        profile, model, data = key
+        return run_cli("--profile", profile, "--model", str(SHARED / model), "--dataset-path", str(SHARED / data),
+                       "--accuracy", tmp_path=tmp_path_factory.mktemp("accuracy"), timeout=600)
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = {key: pool.submit(accuracy, key) for key in keys}
+    return futures
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("profile,model,data,expected,runtime", CASES,
                          ids=[f"{c[0]}-{c[1].split('/')[-1]}-{c[2].split('/')[-1]}" for c in CASES])
-def test_accuracy_matches_reference(tmp_path, profile, model, data, expected, runtime):
+def test_accuracy_matches_reference(accuracy_runs, profile, model, data, expected, runtime):
     expected = runtime_figure(model, data, need_module(runtime), expected)
-    model, data = shared_path(model), shared_path(data)
-    proc = run_cli("--profile", profile, "--model", str(model), "--dataset-path", str(data), "--accuracy",
-                   tmp_path=tmp_path, timeout=600)
+    shared_path(model), shared_path(data)
+    proc = accuracy_runs[(profile, model, data)].result()
     assert proc.returncode == 0, proc.stderr
     assert f"accuracy  : {expected}" in proc.stdout
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+from concurrent import futures
 
 import pytest
 
@@ -85,9 +86,20 @@ def token(tmp_path):
     return str(path)
 
 
-def start(namespaces, token, cache, *args, env=None):
-    return [NodeProcess(*args, "--token-file", token, cache=cache, prefix=ns.prefix, listen=ns.ns_ip + ":0",
-                        env=env) for ns in namespaces]
+def start(namespaces, token, cache, *args, env=None, envs=None):
+    """A node in each namespace, started at once (each start-up is seconds of imports; the callers'
+    demo_nodes fixture has already written the shared cache); ``envs``: one environment per node."""
+    envs = envs or [env] * len(namespaces)
+    with futures.ThreadPoolExecutor(len(namespaces)) as pool:
+        started = [pool.submit(NodeProcess, *args, "--token-file", token, cache=cache, prefix=ns.prefix,
+                               listen=ns.ns_ip + ":0", env=node_env) for ns, node_env in zip(namespaces, envs)]
+    nodes = [f.result() for f in started if f.exception() is None]
+    failed = [f.exception() for f in started if f.exception() is not None]
+    if failed:
+        for node in nodes:
+            node.stop()
+        raise failed[0]
+    return nodes
 
 
 def test_accuracy_over_nodes_in_namespaces(namespaces, token, net_cache, tmp_path, demo_nodes):
@@ -127,8 +139,7 @@ def test_netem_delay_and_loss(namespaces, token, net_cache, tmp_path, demo_nodes
 def test_a_partitioned_node_times_out_and_its_samples_go_to_the_other(namespaces, token, net_cache, tmp_path,
                                                                       demo_nodes):
     calls = tmp_path / "calls"
-    nodes = start(namespaces[:1], token, net_cache, *SLOW, env={"NODE_CALLS_FILE": str(calls)})
-    nodes += start(namespaces[1:], token, net_cache, *SLOW)
+    nodes = start(namespaces, token, net_cache, *SLOW, envs=[{"NODE_CALLS_FILE": str(calls)}, None])
     try:
         before = calls.stat().st_size
         run = loadgen_node("--nodes", ",".join(n.address for n in nodes), "--token-file", token, *SLOW,
