@@ -146,6 +146,10 @@ class SpeechCommands(Dataset):
             raise ModelError(f"speech_commands needs {len(LABELS)} output classes ({', '.join(LABELS)}); this "
                              f"model's output '{out.name}' is shaped {out.shape}")
 
+    def model_hint(self) -> dict[str, Any]:
+        """A float model of one MFCC block and the 12 labels, for the null backend."""
+        return {"classes": len(LABELS), "input_shape": list(INPUT_SHAPES[0]), "input_dtype": "float32"}
+
     # --- preprocessing -------------------------------------------------------
     def preprocessor(self, spec: TensorSpec) -> Callable[[str], np.ndarray]:
         return MfccPreprocessor(spec, self.quantization)

@@ -243,6 +243,15 @@ def test_runs_in_the_cache_worker_processes(tmp_path):
     np.testing.assert_array_equal(store.rows(range(24)), dataset.preprocessor(INT8_SPEC).batch(dataset.sources))
 
 
+def test_the_null_backend_stands_in_for_a_kws_model_from_the_hint():
+    from backends.base import BackendOptions
+    from backends.null import NullBackend
+
+    model = NullBackend(BackendOptions(hints=SpeechCommands(mini()).model_hint())).load(None)
+    SpeechCommands(mini()).check_model(model)  # fits: no ModelError
+    assert model.input.shape == (49, 10, 1) and model.output.shape == (12,)
+
+
 def test_postprocess_is_argmax_without_offset():
     outputs = np.full((2, 12), -128, np.int8)
     outputs[0, 11], outputs[1, 0] = 100, 5
