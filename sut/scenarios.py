@@ -81,7 +81,9 @@ class Predictor:
         elif self._one_at_a_time:
             writer.write(self._predict_each(rows, instance), out)
         else:
-            self._write_batches(rows, instance, out)
+            write = writer.write
+            for start, end, outputs in self._batches(rows, instance):
+                write(outputs, out[start:end])  # each batch as it returns: no concatenation
 
     def _outputs(self, indices, instance) -> np.ndarray:
         """Model outputs for several samples, in model batches the backend accepts."""
@@ -91,11 +93,7 @@ class Predictor:
             return self._predict(rows, instance)
         if self._one_at_a_time:
             return self._predict_each(rows, instance)
-        parts, start = [], 0
-        for size in self.info.split_batch(n):
-            parts.append(self._predict(rows[start:start + size], instance))
-            start += size
-        return np.concatenate(parts)
+        return np.concatenate([outputs for _, _, outputs in self._batches(rows, instance)])
 
     def _predict(self, rows, instance):
         return self._predict_batch(self.qsl.take(rows), instance)
@@ -111,11 +109,11 @@ class Predictor:
             raise BackendFailure(f"backend returned {len(outputs)} results for a batch of {n} samples")
         return outputs
 
-    def _write_batches(self, rows, instance, out) -> None:
-        """Model batches of the sizes the backend accepts, each written as it
-        returns: a batch of consecutive rows is a view of the QSL's array, told
-        apart from one to gather with one vectorized pass over the item."""
-        write, data = self._writer.write, self.qsl.data
+    def _batches(self, rows, instance):
+        """``(start, end, outputs)`` of each model batch, in the sizes the
+        backend accepts: a batch of consecutive rows goes to the backend as a
+        view of the QSL's array, found with one vectorized pass over ``rows``."""
+        data = self.qsl.data
         first_rows = rows.tolist()
         breaks = np.flatnonzero(np.diff(rows) != 1).tolist()  # k: rows[k + 1] is not rows[k] + 1
         start = 0
@@ -126,7 +124,7 @@ class Predictor:
                 batch = data[first:first + size]
             else:
                 batch = data[rows[start:end]]
-            write(self._predict_batch(batch, instance), out[start:end])
+            yield start, end, self._predict_batch(batch, instance)
             start = end
 
     def _predict_one(self, index, instance):
